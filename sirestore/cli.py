@@ -1,0 +1,142 @@
+"""Command line: `sirestore restore | eval | train`. Thin: parse, call the library, report.
+
+Every user error ends in one line on stderr naming the file and the problem, and a
+non-zero exit; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sirestore.checkpoint import WeightsError
+from sirestore.degrade import SpecError
+
+
+class UsageError(Exception):
+    """A command-line mistake reported as one line."""
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    p.add_argument("--steps", type=int, default=1, help="sampler steps; 1 = one network evaluation (default 1)")
+    p.add_argument("--sampler", default="euler", choices=["euler", "heun", "sde"], help="step rule (default euler)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sirestore", description="Fast, light image restoration with stochastic interpolants.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("restore", help="restore image files or folders")
+    r.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders")
+    r.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file (one input) or folder (several inputs or a folder)")
+    r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_model_args(r)
+
+    e = sub.add_parser("eval", help="evaluate on a folder of clean images or on real pairs")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="folder of clean images, degraded on the fly with --degradation")
+    src.add_argument("--pairs", type=Path, nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"), help="real pairs")
+    e.add_argument("--degradation", help="degradation spec, e.g. awgn:sigma=25 (with --data)")
+    e.add_argument("--border", type=int, default=0, help="pixels cropped at each border before scoring (SR: scale)")
+    e.add_argument("--limit", type=int, help="only the first N images")
+    e.add_argument("--json", type=Path, help="write the results as JSON to this file")
+    _add_model_args(e)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("--config", type=Path, required=True, help="YAML file of TrainConfig fields")
+    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt when it exists")
+    t.add_argument("--out-dir", help="override the config's out_dir")
+    t.add_argument("--steps", type=int, help="override the config's number of steps")
+    t.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after this step; --resume continues")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _restorer(args: argparse.Namespace):
+    import torch
+
+    from sirestore.restore import Restorer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps < 1:
+        raise UsageError("--steps must be >= 1")
+    try:
+        return Restorer(weights=args.weights, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                        tile=args.tile, device=args.device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from sirestore.batch import plan_outputs, restore_files
+
+    jobs, errors = plan_outputs(args.inputs, args.output, args.overwrite)
+    for msg in errors:
+        print(f"error: {msg}", file=sys.stderr)
+    if not jobs:
+        return 1 if errors else 0
+    failed = restore_files(_restorer(args), jobs)
+    return 1 if errors or failed else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sirestore.evaluate import evaluate_folder, evaluate_pairs, format_table
+
+    restorer = _restorer(args)
+    if args.data is not None:
+        if not args.degradation:
+            raise UsageError("--data needs --degradation (e.g. awgn:sigma=25)")
+        result = evaluate_folder(restorer, args.data, args.degradation, args.seed, args.border, limit=args.limit)
+    else:
+        result = evaluate_pairs(restorer, args.pairs[0], args.pairs[1], args.border, limit=args.limit)
+    result.settings.update({"steps": args.steps, "sampler": args.sampler, "seed": args.seed,
+                            "weights": str(restorer.weights), "tile": args.tile})
+    print(format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sirestore.config import TrainConfig
+    from sirestore.train import train
+
+    try:
+        cfg = TrainConfig.from_yaml(args.config)
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(f"{args.config}: {err}") from None
+    if args.out_dir:
+        cfg.out_dir = args.out_dir
+    if args.steps:
+        cfg.steps = args.steps
+    train(cfg, resume=args.resume, progress=not args.no_progress, stop_at=args.stop_at)
+    return 0
+
+
+COMMANDS = {"restore": cmd_restore, "eval": cmd_eval, "train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, SpecError, WeightsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

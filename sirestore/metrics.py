@@ -1,0 +1,57 @@
+"""Image quality metrics on the protocol of ../shared/README.md.
+
+Images are compared as uint8: the restoration is clamped to [0, 1] and rounded, and the
+reference is rounded too (it is uint8 already when read from disk).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float -> float64 tensor of integer levels 0..255 (clamped, rounded)."""
+    return (x.detach().double().clamp(0, 1) * 255).round()
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> float:
+    """PSNR in dB of x against ref, (B, C, H, W) or (C, H, W) in [0, 1], over all channels."""
+    a, b = to_uint8_levels(x), to_uint8_levels(ref)
+    if border:
+        a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+    mse = (a - b).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(g**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> float:
+    """SSIM (Wang et al. 2004: Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, range 255),
+    computed per channel on uint8 levels over the valid window positions, then averaged."""
+    a, b = to_uint8_levels(x), to_uint8_levels(ref)
+    if a.dim() == 3:
+        a, b = a[None], b[None]
+    if border:
+        a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+    n, c, h, w = a.shape
+    a, b = a.reshape(n * c, 1, h, w), b.reshape(n * c, 1, h, w)
+    win = _gaussian_window()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = F.conv2d(a, win), F.conv2d(b, win)
+    var_a = F.conv2d(a * a, win) - mu_a**2
+    var_b = F.conv2d(b * b, win) - mu_b**2
+    cov = F.conv2d(a * b, win) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean().item()
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma (the MATLAB rgb2ycbcr Y used by SR/deraining tables): (B,3,H,W) -> (B,1,H,W) in [0,1]."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return (16 + 65.481 * r + 128.553 * g + 24.966 * b) / 255

@@ -1,0 +1,60 @@
+"""The restoration model: a network plus the interpolant that gives its output meaning."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from sirestore.nn.unet import UNet, UNetConfig
+from sirestore.path import Interpolant
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model from its weights (stored in checkpoints)."""
+
+    net: UNetConfig = field(default_factory=UNetConfig)  # network shape
+    noise: float = 0.0  # interpolant noise s of gamma(t) = s sqrt(t(1-t)); 0 = straight bridge
+    source_is_noise: bool = False  # noise -> clean path conditioned on y (else bridge from y)
+    predict_velocity: bool = False  # the network outputs the velocity instead of x1_hat
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        net = UNetConfig(**d.pop("net", {}))
+        return cls(net=net, **d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FlowModel(nn.Module):
+    """f(x_t, t, y) -> x1_hat, the estimate of the clean image; (B, 3, H, W) tensors."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.source_is_noise and cfg.net.cond_channels == 0:
+            raise ValueError("the noise -> clean path needs the observation as a condition")
+        self.cfg = cfg
+        self.net = UNet(cfg.net)
+        self.path = Interpolant(noise=cfg.noise, source_is_noise=cfg.source_is_noise)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """x1_hat for x_t (B, C, H, W) at times t (B,) given the observation y (B, C, H, W).
+
+        raw=True returns the network output itself (x1_hat or the velocity, per the config).
+        """
+        cond = y if self.cfg.net.cond_channels else None
+        out = self.net(x_t, t, cond)
+        if raw:
+            return out
+        if self.cfg.predict_velocity:
+            return self.path.x1_from_velocity(x_t, out, t)
+        return out
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """dx_t estimate at (x_t, t) given y."""
+        x_0 = None if self.cfg.source_is_noise else y
+        return self.path.velocity_from_x1(x_t, self(x_t, t, y), t, x_0)

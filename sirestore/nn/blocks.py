@@ -1,0 +1,132 @@
+"""Building blocks of the restoration U-Net.
+
+Every block works on (B, C, H, W) tensors. The main block is a MobileNetV2 inverted
+residual (1x1 expand -> depthwise 3x3 -> 1x1 linear bottleneck) with a gated activation,
+a light channel attention and FiLM time conditioning; grouped 1x1 convolutions are
+followed by a ShuffleNet channel shuffle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle: (B, g*k, H, W) -> (B, k*g, H, W), interleaving groups."""
+    if groups == 1:
+        return x
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class ChannelNorm(nn.Module):
+    """Layer normalisation over the channel axis of a (B, C, H, W) tensor."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class SimpleGate(nn.Module):
+    """Split channels in two halves and multiply them: (B, 2C, H, W) -> (B, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+class ChannelAttention(nn.Module):
+    """Light channel attention (squeeze-excite): global pool -> C/r -> C -> sigmoid scale."""
+
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(channels, channels // reduction, 1)
+        self.excite = nn.Conv2d(channels // reduction, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(self.squeeze(x.mean((2, 3), keepdim=True)))
+        return x * torch.sigmoid(self.excite(s))
+
+
+class InvertedResidual(nn.Module):
+    """Inverted residual with linear bottleneck, gating, channel attention and FiLM.
+
+    x -> norm -> FiLM(t) -> 1x1 expand (C -> 2eC) -> depthwise 3x3 -> gate (-> eC)
+      -> channel attention -> 1x1 project (-> C, linear) -> * beta + x
+    beta starts at zero, so every block is the identity at initialisation.
+    """
+
+    def __init__(self, channels: int, expand: int, emb_dim: int, groups: int = 1) -> None:
+        super().__init__()
+        hidden = channels * expand
+        self.groups = groups
+        self.norm = ChannelNorm(channels)
+        self.film = nn.Linear(emb_dim, 2 * channels) if emb_dim > 0 else None
+        self.expand = nn.Conv2d(channels, 2 * hidden, 1, groups=groups)
+        self.dw = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden)
+        self.gate = SimpleGate()
+        self.attn = ChannelAttention(hidden)
+        self.project = nn.Conv2d(hidden, channels, 1, groups=groups)
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm(x)
+        if self.film is not None and emb is not None:
+            scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        h = channel_shuffle(self.expand(h), self.groups)
+        h = self.attn(self.gate(self.dw(h)))
+        return x + self.project(h) * self.beta
+
+
+def time_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
+    """Sinusoidal embedding of times t in [0, 1]: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    args = (t.float()[:, None] * 1000.0) * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class TimeMLP(nn.Module):
+    """t (B,) -> embedding (B, dim) through a sinusoidal code and a two-layer MLP."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(time_embedding(t, self.dim))
+
+
+class Down(nn.Module):
+    """Halve the resolution: pixel-unshuffle x2 then a 1x1 conv to the next width."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4 * c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pixel_unshuffle(x, 2))
+
+
+class Up(nn.Module):
+    """Double the resolution: 1x1 conv then pixel-shuffle x2 to the previous width."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)

@@ -1,0 +1,107 @@
+"""The restoration network: a light U-Net of inverted-residual blocks.
+
+f(x_t, t, cond) -> x1_hat, all (B, C, H, W) in [0, 1] (roughly). A pixel-unshuffle x2
+front end works at half resolution from the first layer (as in FFDNet), so every block
+runs on 4x fewer pixels; deeper levels halve again and widen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sirestore.nn.blocks import Down, InvertedResidual, TimeMLP, Up
+
+
+@dataclass
+class UNetConfig:
+    """Shape of the network; stored beside the weights so a checkpoint rebuilds itself."""
+
+    channels: int = 3  # image channels of x_t and of the output (gray is run as 3 equal ones)
+    cond_channels: int = 3  # extra input channels (the observation y, a mask...); 0 for none
+    widths: list[int] = field(default_factory=lambda: [32, 64, 96, 128])  # width per level
+    enc_blocks: list[int] = field(default_factory=lambda: [1, 1, 2])  # blocks per encoder level
+    mid_blocks: int = 4  # blocks at the lowest resolution
+    dec_blocks: list[int] = field(default_factory=lambda: [1, 1, 1])  # blocks per decoder level
+    expand: int = 2  # inverted-residual expansion factor
+    groups: int = 1  # groups of the 1x1 convs (channel shuffle follows when > 1)
+    emb_dim: int = 64  # time-embedding width; 0 disables time conditioning
+    residual: bool = True  # predict x1_hat = x_t + network output (bridge paths)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class UNet(nn.Module):
+    """Inverted-residual U-Net. forward(x_t (B,C,H,W), t (B,), cond (B,Cc,H,W)|None)."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        if len(cfg.enc_blocks) != len(cfg.widths) - 1 or len(cfg.dec_blocks) != len(cfg.widths) - 1:
+            raise ValueError("enc_blocks and dec_blocks need one entry per level but the last")
+        self.cfg = cfg
+        w, e, d = cfg.widths, cfg.expand, cfg.emb_dim
+        self.time = TimeMLP(d) if d > 0 else None
+        self.stem = nn.Conv2d(4 * (cfg.channels + cfg.cond_channels), w[0], 3, padding=1)
+        self.encoders = nn.ModuleList(
+            nn.ModuleList(InvertedResidual(w[i], e, d, cfg.groups) for _ in range(n))
+            for i, n in enumerate(cfg.enc_blocks)
+        )
+        self.downs = nn.ModuleList(Down(w[i], w[i + 1]) for i in range(len(w) - 1))
+        self.middle = nn.ModuleList(InvertedResidual(w[-1], e, d, cfg.groups) for _ in range(cfg.mid_blocks))
+        self.ups = nn.ModuleList(Up(w[i + 1], w[i]) for i in range(len(w) - 1))
+        self.decoders = nn.ModuleList(
+            nn.ModuleList(InvertedResidual(w[i], e, d, cfg.groups) for _ in range(n))
+            for i, n in enumerate(cfg.dec_blocks)
+        )
+        self.head = nn.Conv2d(w[0], 4 * cfg.channels, 3, padding=1)
+        if cfg.residual:  # start as the identity x1_hat = x_t
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this (forward pads to it)."""
+        return 2 ** len(self.cfg.widths)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h0, w0 = x_t.shape[-2:]
+        m = self.multiple
+        pad = (0, (-w0) % m, 0, (-h0) % m)
+        inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
+        if self.cfg.cond_channels and cond is None:
+            raise ValueError(f"this network needs a condition with {self.cfg.cond_channels} channels")
+        inp = _pad(inp, pad)
+        emb = self.time(t.expand(x_t.shape[0])) if self.time is not None else None
+
+        h = self.stem(F.pixel_unshuffle(inp, 2))
+        skips = []
+        for blocks, down in zip(self.encoders, self.downs):
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+            h = down(h)
+        for block in self.middle:
+            h = block(h, emb)
+        for blocks, up, skip in zip(reversed(self.decoders), reversed(self.ups), reversed(skips)):
+            h = up(h) + skip
+            for block in blocks:
+                h = block(h, emb)
+        out = F.pixel_shuffle(self.head(h), 2)[..., :h0, :w0]
+        return x_t + out if self.cfg.residual else out
+
+
+def _pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """Pad right/bottom by reflection when the image is large enough, else by replication."""
+    if not any(pad):
+        return x
+    mode = "reflect" if pad[1] < x.shape[-1] and pad[3] < x.shape[-2] else "replicate"
+    return F.pad(x, pad, mode=mode)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

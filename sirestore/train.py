@@ -1,0 +1,157 @@
+"""A linear training loop: data -> degrade -> path -> network -> loss, with EMA,
+cosine learning rate, periodic validation, atomic checkpoints and exact resume.
+Runs on the CPU, on CUDA with bfloat16 autocast, and data-parallel under torchrun.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from sirestore.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from sirestore.config import TrainConfig
+from sirestore.data import CropSampler, load_folder, read_exclude_list
+from sirestore.degrade import parse_spec
+from sirestore.loss import flow_loss
+from sirestore.metrics import psnr
+from sirestore.model import FlowModel
+from sirestore.path import sample_times
+from sirestore.sampler import sample
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay from cfg.lr to cfg.min_lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises a process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        return rank, world, torch.device("cuda")
+    return rank, world, torch.device("cpu")
+
+
+def _load_data(cfg: TrainConfig) -> tuple[CropSampler, torch.Tensor]:
+    """Training crop sampler and the held-out validation images (a list of (1, 3, H, W))."""
+    skip = read_exclude_list(cfg.exclude_list)
+    color = [im for d in cfg.color_dirs for im in load_folder(d, gray=False, skip=skip)]
+    val = color[len(color) - cfg.val_count :] if cfg.val_count else []
+    color = color[: len(color) - cfg.val_count]
+    gray = [im for d in cfg.gray_dirs for im in load_folder(d, gray=True)]
+    return CropSampler(color, gray, cfg.patch, cfg.gray_prob), [v[None].float() / 255 for v in val]
+
+
+@torch.no_grad()
+def validate(model: FlowModel, images: list[torch.Tensor], spec: str, seed: int) -> float:
+    """Mean PSNR of one-step restorations of the validation images (image k: seed + k)."""
+    degradation = parse_spec(spec)
+    scores = []
+    for k, x in enumerate(images):
+        x = x.to(next(model.parameters()).device)
+        y, _ = degradation(x, torch.Generator().manual_seed(seed + k))
+        scores.append(psnr(sample(model, y, steps=1).clamp(0, 1), x))
+    return sum(scores) / max(1, len(scores))
+
+
+def _batch(sampler: CropSampler, cfg: TrainConfig, degradation, model: FlowModel, gen: torch.Generator, device):
+    """One training batch: clean crops, their degradation, a path sample."""
+    x_1 = sampler.sample(cfg.batch, gen)
+    y, _ = degradation(x_1, gen)
+    if x_1.shape[1] == 1:  # gray images run as three equal channels
+        x_1, y = x_1.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
+    x_1, y = x_1.to(device), y.to(device)
+    x_0 = model.path.source(y, gen) if not model.cfg.source_is_noise else torch.randn(y.shape, generator=gen).to(device)
+    t = sample_times(cfg.batch, cfg.t0_prob, gen).to(device)
+    return model.path.sample(x_0, x_1, t, None if not model.cfg.noise else gen), y
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> FlowModel:
+    """Train a model per cfg; returns the EMA model. Writes cfg.out_dir/{last.pt, ema.safetensors, log.jsonl}.
+
+    resume continues exactly from cfg.out_dir/last.pt; stop_at ends the run early at that step
+    (with a checkpoint), so a long schedule can be split over several sessions.
+    """
+    rank, world, device = _setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)  # initialisation: identical on every rank
+    model = FlowModel(cfg.model).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step = 0
+    if resume and (out / "last.pt").is_file():
+        state = load_checkpoint(out / "last.pt")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"][rank])
+        step = int(state["step"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    sampler, val_images = _load_data(cfg)
+    degradation = parse_spec(cfg.degradation)
+    amp = cfg.amp and device.type == "cuda"
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
+    t_start = time.time()
+    end = min(cfg.steps, stop_at) if stop_at else cfg.steps
+    while step < end:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        s, y = _batch(sampler, cfg, degradation, model, gen, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = flow_loss(net, cfg.model, s, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        decay = min(cfg.ema, (1 + step) / (10 + step))  # short memory early in training
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_at(step, cfg):.1e}")
+        record = {"step": step, "loss": loss.item(), "time": time.time() - t_start}
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            if rank == 0 and val_images:
+                record["val_psnr"] = validate(ema, val_images, cfg.val_degradation, cfg.seed)
+                bar.write(f"step {step}: validation PSNR {record['val_psnr']:.2f} dB")
+        if step % cfg.ckpt_every == 0 or step == end:
+            gens = [None] * world
+            if world > 1:
+                dist.all_gather_object(gens, gen.get_state())
+            else:
+                gens = [gen.get_state()]
+            if rank == 0:
+                state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
+                save_checkpoint({**state, "gen": gens, "step": step, "config": json.dumps(cfg.to_dict())}, out / "last.pt")
+                save_weights(ema, out / "ema.safetensors", extra={"step": step})
+        if rank == 0 and (step % cfg.log_every == 0 or "val_psnr" in record):
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return ema
+
