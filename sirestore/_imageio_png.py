@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
@@ -30,13 +31,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_png16(arr: np.ndarray, icc: bytes | None = None, dpi: tuple[float, float] | None = None,
-                 exif: bytes | None = None) -> bytes:
+def encode_png16(
+    arr: np.ndarray, icc: bytes | None = None, dpi: tuple[float, float] | None = None, exif: bytes | None = None
+) -> bytes:
     """Encode an H x W x C uint16 array (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as a 16-bit PNG."""
     h, w, c = arr.shape
     raw = np.ascontiguousarray(arr, dtype=">u2").reshape(h, w * c).view(np.uint8)
     filtered = raw.copy()
-    filtered[:, 2 * c:] -= raw[:, : -2 * c]  # "Sub" filter, bytes wrap modulo 256
+    filtered[:, 2 * c :] -= raw[:, : -2 * c]  # "Sub" filter, bytes wrap modulo 256
     data = np.concatenate([np.ones((h, 1), np.uint8), filtered], axis=1).tobytes()
     out = [PNG_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _COLOR_TYPES[c], 0, 0, 0))]
     if icc:
@@ -47,9 +49,50 @@ def encode_png16(arr: np.ndarray, icc: bytes | None = None, dpi: tuple[float, fl
     if exif:
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     packed = zlib.compress(data, 6)
-    out += [_chunk(b"IDAT", packed[i:i + _IDAT_CHUNK]) for i in range(0, len(packed), _IDAT_CHUNK)]
+    out += [_chunk(b"IDAT", packed[i : i + _IDAT_CHUNK]) for i in range(0, len(packed), _IDAT_CHUNK)]
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
+
+
+def read_16bit_color(
+    path: Path, im: Image.Image, tiff_orientation: int = 1
+) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """Pixels, alpha and mode ("LA", "RGB", "RGBA") of a 16-bit colour or gray + alpha PNG/TIFF, else None.
+
+    `im` is the same file opened and loaded by Pillow (so known to be intact; 8-bit, and upright for
+    TIFF, whose orientation tag was `tiff_orientation`). The result is laid out like `im`: OpenCV's
+    pixels are matched against Pillow's high bytes, which settles whether OpenCV applied the TIFF
+    orientation itself (OpenCV 5 does) and catches any disagreement between the two decoders.
+    """
+    if im.format == "PNG":
+        depth, color_type = png_header(path) or (8, 0)
+        if depth != 16 or color_type not in (2, 4, 6):
+            return None
+        channels = {2: 3, 4: 2, 6: 4}[color_type]
+    elif im.format == "TIFF":
+        bits, channels = im.tag_v2.get(258, (8,)), im.tag_v2.get(277, 1)
+        if max(bits if isinstance(bits, tuple) else (bits,)) != 16 or channels < 2:
+            return None
+    else:
+        return None
+    raw = cv2_read(path)
+    if raw is None or raw.dtype != np.uint16 or raw.ndim != 3:
+        raise OSError("OpenCV could not decode the 16-bit image")
+    ref = np.asarray(im).reshape(im.height, im.width, -1).astype(np.int16)
+    if channels == 2:  # OpenCV and Pillow both widen gray + alpha to four channels
+        raw, ref = raw[..., [0, -1]], ref[..., [0, -1]]
+    for k in dict.fromkeys((1, tiff_orientation if im.format == "TIFF" else 1)):
+        oriented = orient(raw, k)
+        if oriented.shape == ref.shape and np.abs((oriented >> 8).astype(np.int16) - ref).max() <= 1:
+            break
+    else:
+        raise OSError("OpenCV and Pillow decode the 16-bit pixels differently")
+    arr = oriented.astype(np.float32) / np.float32(65535)
+    if channels == 2:
+        return arr[..., :1], arr[..., 1], "LA"
+    if arr.shape[2] == 4:
+        return arr[..., :3], arr[..., 3], "RGBA"
+    return arr, None, "RGB"
 
 
 def cv2_read(path: Path) -> np.ndarray | None:

@@ -30,13 +30,20 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sirestore", description="Fast, light image restoration with stochastic interpolants.")
+    parser = argparse.ArgumentParser(
+        prog="sirestore", description="Fast, light image restoration with stochastic interpolants."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("restore", help="restore image files or folders")
     r.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders")
-    r.add_argument("-o", "--output", type=Path, required=True,
-                   help="output file (one input) or folder (several inputs or a folder)")
+    r.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file (one input) or folder (several inputs or a folder)",
+    )
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_model_args(r)
 
@@ -70,8 +77,14 @@ def _restorer(args: argparse.Namespace):
     if args.steps < 1:
         raise UsageError("--steps must be >= 1")
     try:
-        return Restorer(weights=args.weights, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                        tile=args.tile, device=args.device)
+        return Restorer(
+            weights=args.weights,
+            steps=args.steps,
+            sampler=args.sampler,
+            seed=args.seed,
+            tile=args.tile,
+            device=args.device,
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
 
@@ -98,8 +111,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate_folder(restorer, args.data, args.degradation, args.seed, args.border, limit=args.limit)
     else:
         result = evaluate_pairs(restorer, args.pairs[0], args.pairs[1], args.border, limit=args.limit)
-    result.settings.update({"steps": args.steps, "sampler": args.sampler, "seed": args.seed,
-                            "weights": str(restorer.weights), "tile": args.tile})
+    result.settings.update(
+        {
+            "steps": args.steps,
+            "sampler": args.sampler,
+            "seed": args.seed,
+            "weights": str(restorer.weights),
+            "tile": args.tile,
+        }
+    )
     print(format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,7 @@ class EvalResult:
 
 def is_gray_set(paths: list[Path]) -> bool:
     """A set is gray when every image is stored with one channel."""
+
     def one_channel(p: Path) -> bool:
         with Image.open(p) as im:
             return im.mode in ("1", "L", "I;16", "I;16B", "I", "F")
@@ -56,8 +57,15 @@ def is_gray_set(paths: list[Path]) -> bool:
     return all(one_channel(p) for p in paths)
 
 
-def _score(result: EvalResult, name: str, restored: torch.Tensor, clean: torch.Tensor, degraded: torch.Tensor,
-           seconds: float, border: int) -> None:
+def _score(
+    result: EvalResult,
+    name: str,
+    restored: torch.Tensor,
+    clean: torch.Tensor,
+    degraded: torch.Tensor,
+    seconds: float,
+    border: int,
+) -> None:
     row = {
         "name": name,
         "psnr": psnr(restored, clean, border),
@@ -86,8 +94,15 @@ def _timed_restore(restorer: Restorer, y: torch.Tensor) -> tuple[torch.Tensor, f
     return out, time.perf_counter() - start
 
 
-def evaluate_folder(restorer: Restorer, data: str | Path, spec: str, seed: int = 0, border: int = 0,
-                    gray: bool | None = None, limit: int | None = None) -> EvalResult:
+def evaluate_folder(
+    restorer: Restorer,
+    data: str | Path,
+    spec: str,
+    seed: int = 0,
+    border: int = 0,
+    gray: bool | None = None,
+    limit: int | None = None,
+) -> EvalResult:
     """Degrade every clean image of `data` with `spec` (image k: seed + k) and score the restoration."""
     paths = list_images(data)[:limit]
     if not paths:
@@ -103,14 +118,22 @@ def evaluate_folder(restorer: Restorer, data: str | Path, spec: str, seed: int =
     return _finish(result)
 
 
-def evaluate_pairs(restorer: Restorer, degraded_dir: str | Path, clean_dir: str | Path, border: int = 0,
-                   gray: bool | None = None, limit: int | None = None) -> EvalResult:
+def evaluate_pairs(
+    restorer: Restorer,
+    degraded_dir: str | Path,
+    clean_dir: str | Path,
+    border: int = 0,
+    gray: bool | None = None,
+    limit: int | None = None,
+) -> EvalResult:
     """Score restorations of real degraded images against clean ones, matched in sorted order."""
     degraded, clean = list_images(degraded_dir)[:limit], list_images(clean_dir)[:limit]
     if len(degraded) != len(clean) or not clean:
         raise ValueError(f"{degraded_dir} has {len(degraded)} images but {clean_dir} has {len(clean)}")
     gray = is_gray_set(clean) if gray is None else gray
-    result = EvalResult(settings={"degraded": str(degraded_dir), "clean": str(clean_dir), "gray": gray, "border": border})
+    result = EvalResult(
+        settings={"degraded": str(degraded_dir), "clean": str(clean_dir), "gray": gray, "border": border}
+    )
     for d_path, c_path in zip(degraded, clean):
         x = load_uint8(c_path, gray)[None].float() / 255
         y = load_uint8(d_path, gray)[None].float() / 255
@@ -131,6 +154,8 @@ def format_table(result: EvalResult) -> str:
         f"{'mean (' + str(result.images) + ' images)':<28} {result.input_psnr:>9.2f} {result.psnr:>8.2f} "
         f"{result.ssim:>7.4f} {result.seconds:>7.2f}"
     )
-    lines.append(f"{result.megapixels:.2f} MP restored in {result.seconds:.2f} s "
-                 f"({result.megapixels / max(result.seconds, 1e-9):.2f} MP/s, model loading excluded)")
+    lines.append(
+        f"{result.megapixels:.2f} MP restored in {result.seconds:.2f} s "
+        f"({result.megapixels / max(result.seconds, 1e-9):.2f} MP/s, model loading excluded)"
+    )
     return "\n".join(lines)

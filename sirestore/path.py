@@ -116,4 +116,3 @@ def sample_times(
     t = torch.rand(batch, generator=gen, device=device)
     at_zero = torch.rand(batch, generator=gen, device=device) < t0_prob
     return torch.where(at_zero, torch.zeros_like(t), t)
-

@@ -28,18 +28,27 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return starts + [size - tile]
 
 
-def blend_window(h: int, w: int, overlap: int) -> torch.Tensor:
-    """(1, 1, h, w) weights rising as a raised cosine over `overlap` pixels at each edge."""
-
-    def ramp(n: int) -> torch.Tensor:
-        r = torch.ones(n)
-        k = min(overlap, n // 2)
-        if k > 0:
-            edge = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(k) + 0.5) / k)
-            r[:k], r[n - k :] = edge, edge.flip(0)
+def _ramp(n: int, overlap: int, rise: bool, fall: bool) -> torch.Tensor:
+    """1-D blending weights: zero over a margin of overlap/4 pixels at a side shared with a
+    neighbouring tile (where the tile's own border effects live), then a raised cosine up to
+    one at `overlap`; flat at the image border."""
+    r = torch.ones(n)
+    margin = overlap // 4
+    k = min(overlap, n // 2) - margin
+    if k <= 0:
         return r
+    edge = torch.cat([torch.zeros(margin), 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(k) + 0.5) / k)])
+    if rise:
+        r[: edge.numel()] = edge
+    if fall:
+        r[n - edge.numel() :] = edge.flip(0)
+    return r
 
-    return (ramp(h)[:, None] * ramp(w)[None, :])[None, None]
+
+def blend_window(h: int, w: int, overlap: int, sides: tuple[bool, bool, bool, bool] = (True,) * 4) -> torch.Tensor:
+    """(1, 1, h, w) tile weights; `sides` (top, bottom, left, right) tells which sides have a neighbour."""
+    top, bottom, left, right = sides
+    return (_ramp(h, overlap, top, bottom)[:, None] * _ramp(w, overlap, left, right)[None, :])[None, None]
 
 
 class Restorer:
@@ -102,7 +111,8 @@ class Restorer:
         weight = torch.zeros_like(y[:, :1])
         for top in tile_starts(h, th, self.overlap):
             for left in tile_starts(w, tw, self.overlap):
-                win = blend_window(th, tw, self.overlap).to(y)
+                sides = (top > 0, top + th < h, left > 0, left + tw < w)
+                win = blend_window(th, tw, self.overlap, sides).to(y)
                 patch = self._run(y[..., top : top + th, left : left + tw], dc)
                 out[..., top : top + th, left : left + tw] += patch * win
                 weight[..., top : top + th, left : left + tw] += win

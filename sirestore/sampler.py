@@ -48,12 +48,16 @@ def _velocity(model: FlowModel, x_t: torch.Tensor, t: float, y: torch.Tensor, ct
     return model.path.velocity_from_x1(x_t, x1_hat, tt, ctx.x_0)
 
 
-def euler_step(model: FlowModel, x_t: torch.Tensor, t: float, t_next: float, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def euler_step(
+    model: FlowModel, x_t: torch.Tensor, t: float, t_next: float, y: torch.Tensor, ctx: StepContext
+) -> torch.Tensor:
     """ODE Euler: x_next = x_t + (t_next - t) v(x_t, t). One evaluation."""
     return x_t + (t_next - t) * _velocity(model, x_t, t, y, ctx)
 
 
-def heun_step(model: FlowModel, x_t: torch.Tensor, t: float, t_next: float, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def heun_step(
+    model: FlowModel, x_t: torch.Tensor, t: float, t_next: float, y: torch.Tensor, ctx: StepContext
+) -> torch.Tensor:
     """ODE Heun (trapezoidal predictor-corrector); a plain Euler step into t = 1,
     where the velocity is undefined. Two evaluations, one for the last step."""
     v = _velocity(model, x_t, t, y, ctx)

@@ -145,7 +145,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
                 gens = [gen.get_state()]
             if rank == 0:
                 state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
-                save_checkpoint({**state, "gen": gens, "step": step, "config": json.dumps(cfg.to_dict())}, out / "last.pt")
+                save_checkpoint(
+                    {**state, "gen": gens, "step": step, "config": json.dumps(cfg.to_dict())}, out / "last.pt"
+                )
                 save_weights(ema, out / "ema.safetensors", extra={"step": step})
         if rank == 0 and (step % cfg.log_every == 0 or "val_psnr" in record):
             with open(out / "log.jsonl", "a") as f:
@@ -154,4 +156,3 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     if world > 1:
         dist.barrier()
     return ema
-

@@ -30,8 +30,17 @@ def _y():
     return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-@pytest.mark.parametrize("step,steps,calls", [(euler_step, 1, 1), (heun_step, 1, 1), (stochastic_step, 1, 1),
-                                              (euler_step, 4, 4), (heun_step, 4, 7), (stochastic_step, 3, 3)])
+@pytest.mark.parametrize(
+    "step,steps,calls",
+    [
+        (euler_step, 1, 1),
+        (heun_step, 1, 1),
+        (stochastic_step, 1, 1),
+        (euler_step, 4, 4),
+        (heun_step, 4, 7),
+        (stochastic_step, 3, 3),
+    ],
+)
 def test_number_of_evaluations(step, steps, calls):
     target = torch.full((2, 3, 8, 8), 0.5, dtype=torch.float64)
     model = Oracle(lambda x, t: target)
@@ -71,8 +80,11 @@ def test_known_field_exact_solution_and_order():
     """x(t) = x0 (1 - t)^(1 - k) solves the field; Euler is first and Heun second order."""
     k, x0 = 0.3, torch.ones(1, 1, 1, 1, dtype=torch.float64)
     exact = x0 * 0.5 ** (1 - k)
-    err = {(s.__name__, n): (_integrate(s, n, k, x0) - exact).abs().item()
-           for s in (euler_step, heun_step) for n in (16, 32)}
+    err = {
+        (s.__name__, n): (_integrate(s, n, k, x0) - exact).abs().item()
+        for s in (euler_step, heun_step)
+        for n in (16, 32)
+    }
     assert math.log2(err["euler_step", 16] / err["euler_step", 32]) == pytest.approx(1, abs=0.15)
     assert math.log2(err["heun_step", 16] / err["heun_step", 32]) == pytest.approx(2, abs=0.15)
     assert err["heun_step", 32] < 3e-5

@@ -33,9 +33,21 @@ def _folders(tmp_path):
 
 def _cfg(tmp_path, out="run", **kw) -> TrainConfig:
     color, gray = _folders(tmp_path)
-    base = dict(model=tiny_config(), color_dirs=[str(color)], gray_dirs=[str(gray)], exclude_list="", val_count=1,
-                patch=32, batch=2, steps=6, warmup=2, val_every=3, ckpt_every=3, out_dir=str(tmp_path / out),
-                gray_prob=0.5)
+    base = dict(
+        model=tiny_config(),
+        color_dirs=[str(color)],
+        gray_dirs=[str(gray)],
+        exclude_list="",
+        val_count=1,
+        patch=32,
+        batch=2,
+        steps=6,
+        warmup=2,
+        val_every=3,
+        ckpt_every=3,
+        out_dir=str(tmp_path / out),
+        gray_prob=0.5,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -62,8 +74,9 @@ def test_seed_changes_result(tmp_path):
 
 
 def test_loss_decreases(tmp_path):
-    cfg = _cfg(tmp_path, "learn", steps=60, lr=3e-3, val_every=1000, ckpt_every=1000, log_every=10,
-               degradation="awgn:sigma=30")
+    cfg = _cfg(
+        tmp_path, "learn", steps=60, lr=3e-3, val_every=1000, ckpt_every=1000, log_every=10, degradation="awgn:sigma=30"
+    )
     train(cfg, progress=False)
     import json
 
@@ -105,8 +118,21 @@ def test_torchrun_two_processes_gloo(tmp_path):
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "sirestore.cli", "train", "--config", str(path), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "sirestore.cli",
+        "train",
+        "--config",
+        str(path),
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (Path(cfg.out_dir) / "ema.safetensors").is_file()

@@ -1,0 +1,88 @@
+"""Network and checkpoint behaviour: shapes, sizes, identity at init, safetensors round trip."""
+
+import json
+
+import pytest
+import torch
+
+from sirestore.checkpoint import WeightsError, load_weights, save_weights
+from sirestore.config import TrainConfig
+from sirestore.model import FlowModel
+from sirestore.nn.blocks import channel_shuffle
+from sirestore.nn.unet import UNet, UNetConfig, count_parameters
+
+from .conftest import randomize, tiny_config
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (7, 13), (16, 16), (33, 20)])
+def test_any_size(tiny_model, hw):
+    x = torch.rand(2, 3, *hw)
+    out = tiny_model(x, torch.zeros(2), x)
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+
+
+def test_identity_at_initialisation():
+    model = FlowModel(tiny_config())
+    x = torch.rand(1, 3, 24, 24)
+    assert torch.equal(model(x, torch.zeros(1), x), x)
+
+
+def test_time_conditioning_changes_output(tiny_model):
+    x = torch.rand(1, 3, 16, 16)
+    assert not torch.allclose(tiny_model(x, torch.zeros(1), x), tiny_model(x, torch.full((1,), 0.7), x))
+
+
+def test_condition_required():
+    net = UNet(UNetConfig(widths=[8, 16], enc_blocks=[1], mid_blocks=1, dec_blocks=[1], emb_dim=8))
+    with pytest.raises(ValueError, match="condition"):
+        net(torch.rand(1, 3, 8, 8), torch.zeros(1), None)
+
+
+def test_channel_shuffle_is_a_permutation():
+    x = torch.arange(12.0).view(1, 12, 1, 1)
+    y = channel_shuffle(x, 3)
+    assert sorted(y.flatten().tolist()) == x.flatten().tolist()
+    assert y.flatten()[:4].tolist() == [0, 4, 8, 1]
+    assert torch.equal(channel_shuffle(x, 1), x)
+
+
+def test_grouped_network_runs():
+    cfg = tiny_config()
+    cfg.net.groups = 2
+    model = randomize(FlowModel(cfg))
+    x = torch.rand(1, 3, 16, 16)
+    assert model(x, torch.zeros(1), x).shape == x.shape
+
+
+def test_shipped_config_is_under_one_million_parameters():
+    from pathlib import Path
+
+    cfg = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "denoise.yaml")
+    assert count_parameters(FlowModel(cfg.model)) <= 1_000_000
+
+
+def test_weights_round_trip(tmp_path, tiny_model):
+    path = tmp_path / "w.safetensors"
+    save_weights(tiny_model, path, extra={"note": "x"})
+    loaded = load_weights(path)
+    x = torch.rand(1, 3, 20, 20)
+    assert torch.equal(loaded(x, torch.zeros(1), x), tiny_model(x, torch.zeros(1), x))
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left behind
+
+
+def test_weights_errors(tmp_path, tiny_model):
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(WeightsError, match="junk.safetensors"):
+        load_weights(junk)
+    from safetensors.torch import save_file
+
+    path = tmp_path / "mismatch.safetensors"
+    state = {k: v for k, v in tiny_model.state_dict().items() if "head" not in k}
+    save_file(
+        state, str(path), metadata={"format": "sirestore-weights-1", "config": json.dumps(tiny_model.cfg.to_dict())}
+    )
+    with pytest.raises(WeightsError, match="do not match"):
+        load_weights(path)

@@ -1,0 +1,97 @@
+"""The Python API: numpy / PIL / torch in and out, gray and alpha, tiling."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sirestore.restore import Restorer, blend_window, tile_starts
+
+
+@pytest.fixture
+def restorer(tiny_model):
+    return Restorer(model=tiny_model)
+
+
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [
+        ((20, 30, 3), np.uint8),
+        ((20, 30), np.uint8),
+        ((17, 9, 4), np.uint8),
+        ((20, 30, 3), np.uint16),
+        ((20, 30, 1), np.float32),
+        ((12, 10, 2), np.uint8),
+    ],
+)
+def test_numpy_in_numpy_out(restorer, shape, dtype):
+    rng = np.random.default_rng(0)
+    top = {np.uint8: 255, np.uint16: 65535}.get(dtype, 1)
+    image = (rng.random(shape) * top).astype(dtype)
+    out = restorer(image)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    if shape[-1] in (2, 4) and len(shape) == 3:
+        assert np.array_equal(out[..., -1], image[..., -1])  # alpha untouched
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P"])
+def test_pil_in_pil_out(restorer, mode):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 20, 3), dtype=np.uint8)).convert(mode)
+    out = restorer(image)
+    assert out.size == image.size
+    assert out.mode == (mode if mode != "P" else "RGB")
+
+
+def test_torch_in_torch_out(restorer):
+    x = torch.rand(3, 21, 19)
+    assert restorer(x).shape == x.shape
+    assert restorer(x[None]).shape == (1, 3, 21, 19)
+
+
+def test_gray_runs_as_equal_channels(restorer):
+    g = torch.rand(1, 1, 16, 16)
+    out_gray = restorer.restore_tensor(g)
+    out_rgb = restorer.restore_tensor(g.expand(-1, 3, -1, -1))
+    assert torch.allclose(out_gray, out_rgb.mean(1, keepdim=True), atol=1e-6)
+
+
+def test_tiles_cover_and_blend():
+    assert tile_starts(100, 40, 8) == [0, 32, 60]
+    assert tile_starts(30, 40, 8) == [0]
+    w = blend_window(20, 20, 8)
+    assert w[0, 0, 0, 0] == 0 and w.max() == 1
+    assert torch.equal(blend_window(20, 20, 8, (False,) * 4), torch.ones(1, 1, 20, 20))
+
+
+class LocalNet(torch.nn.Module):
+    """A purely local network (one 3x3 convolution): tiling must reproduce it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")
+
+    def forward(self, x_t, t, cond):
+        return self.conv(x_t)
+
+
+def test_tiled_equals_untiled_for_a_local_model():
+    from sirestore.model import FlowModel
+
+    from .conftest import tiny_config
+
+    model = FlowModel(tiny_config())
+    model.net = LocalNet()
+    x = torch.rand(1, 3, 150, 170, generator=torch.Generator().manual_seed(0))
+    full = Restorer(model=model).restore_tensor(x)
+    tiled = Restorer(model=model, tile=96, overlap=32).restore_tensor(x)
+    assert tiled.shape == full.shape
+    assert (tiled - full).abs().max() < 1e-5
+
+
+def test_bad_arguments(tiny_model):
+    with pytest.raises(ValueError):
+        Restorer(model=tiny_model, steps=0)
+    with pytest.raises(ValueError):
+        Restorer(model=tiny_model, sampler="rk4")
+    with pytest.raises(TypeError):
+        Restorer(model=tiny_model)("not an image")
