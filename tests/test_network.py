@@ -86,3 +86,31 @@ def test_weights_errors(tmp_path, tiny_model):
     )
     with pytest.raises(WeightsError, match="do not match"):
         load_weights(path)
+
+
+def test_channel_norm_channels_last_path_matches():
+    from sirestore.nn.blocks import ChannelNorm
+
+    norm = ChannelNorm(6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 5, 7)
+    ref = norm(x)
+    fused = norm(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(ref, fused, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folded_inference_matches_training_path(tiny_model, channels_last):
+    x = torch.rand(2, 3, 24, 40)
+    t = torch.full((2,), 0.3)
+    with torch.enable_grad():
+        ref = tiny_model(x, t, x).detach()
+    model, xin = tiny_model, x
+    if channels_last:
+        model, xin = tiny_model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(model(xin, t, xin), ref, atol=1e-5)
+        mixed = model(xin, torch.tensor([0.3, 0.6]), xin)  # different times: the unfolded path
+    assert torch.allclose(mixed[0], ref[0], atol=1e-5)
