@@ -119,6 +119,15 @@ def cv2_encode(suffix: str, arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation 1..8 of an open image; 1 when absent, out of range or the EXIF block is broken."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block does not make the pixels unreadable
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to an H x W[ x C] array, as PIL.ImageOps.exif_transpose does."""
     if orientation in (5, 6, 7, 8):

@@ -1,26 +1,33 @@
 """Command line: `sirestore restore | eval | train`. Thin: parse, call the library, report.
 
 Every user error ends in one line on stderr naming the file and the problem, and a
-non-zero exit; no traceback.
+non-zero exit; no traceback. Ctrl-C (SIGINT) ends with one line and exit status 130.
+Heavy modules (torch) are imported inside `main`, so an interrupt at start-up is handled too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
-
-from sirestore.checkpoint import WeightsError
-from sirestore.degrade import SpecError
 
 
 class UsageError(Exception):
     """A command-line mistake reported as one line."""
 
 
+INTERRUPTED = {
+    "restore": "interrupted; the outputs written are complete, re-run with --skip-existing to do the rest",
+    "train": "interrupted; continue from the last checkpoint with --resume",
+}
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    p.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
     p.add_argument("--steps", type=int, default=1, help="sampler steps; 1 = one network evaluation (default 1)")
     p.add_argument("--sampler", default="euler", choices=["euler", "heun", "sde"], help="step rule (default euler)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
@@ -44,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output file (one input) or folder (several inputs or a folder)",
     )
-    r.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing = r.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument(
+        "--skip-existing", action="store_true", help="leave inputs whose output exists (finish an interrupted batch)"
+    )
+    r.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (default 200 million)")
     _add_model_args(r)
 
     e = sub.add_parser("eval", help="evaluate on a folder of clean images or on real pairs")
@@ -67,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_weights(args: argparse.Namespace) -> Path:
+    """The weights path, its sha256 checked against --weights-sha256 or a SHA256SUMS file beside it."""
+    from sirestore.checkpoint import listed_sha256, verify_sha256
+    from sirestore.restore import default_weights
+
+    weights = args.weights or default_weights()
+    expected = args.weights_sha256
+    if expected is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
+        raise UsageError(f"--weights-sha256 {expected!r}: expected 64 hexadecimal digits")
+    expected = expected or listed_sha256(weights)
+    if expected:
+        verify_sha256(weights, expected)
+    return weights
+
+
 def _restorer(args: argparse.Namespace):
     import torch
 
@@ -76,9 +103,10 @@ def _restorer(args: argparse.Namespace):
         torch.set_num_threads(args.threads)
     if args.steps < 1:
         raise UsageError("--steps must be >= 1")
+    weights = _check_weights(args)
     try:
         return Restorer(
-            weights=args.weights,
+            weights=weights,
             steps=args.steps,
             sampler=args.sampler,
             seed=args.seed,
@@ -90,14 +118,24 @@ def _restorer(args: argparse.Namespace):
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from sirestore.batch import plan_outputs, restore_files
+    from sirestore.batch import clean_output_folders, plan_outputs, restore_files
+    from sirestore.fsutil import shown
+    from sirestore.imageio import MAX_PIXELS
 
-    jobs, errors = plan_outputs(args.inputs, args.output, args.overwrite)
+    max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    if max_pixels < 1:
+        raise UsageError("--max-pixels must be >= 1")
+    jobs, errors, notes = plan_outputs(args.inputs, args.output, args.overwrite, args.skip_existing)
+    for msg in notes:
+        print(f"note: {msg}", file=sys.stderr)
     for msg in errors:
         print(f"error: {msg}", file=sys.stderr)
     if not jobs:
         return 1 if errors else 0
-    failed = restore_files(_restorer(args), jobs)
+    restorer = _restorer(args)
+    for path in clean_output_folders(jobs):
+        print(f"note: removed {shown(path)}, a temporary file left by an interrupted run", file=sys.stderr)
+    failed = restore_files(restorer, jobs, max_pixels)
     return 1 if errors or failed else 0
 
 
@@ -146,16 +184,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 COMMANDS = {"restore": cmd_restore, "eval": cmd_eval, "train": cmd_train}
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors (SpecError, WeightsError, ... are ValueErrors) give one line."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, SpecError, WeightsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(INTERRUPTED.get(args.command, "interrupted"), file=sys.stderr)
         return 130
+    except Exception as err:
+        if os.environ.get("SIRESTORE_DEBUG"):
+            raise
+        name = type(err).__name__
+        print(f"error: internal error ({name}: {_one_line(err)}); SIRESTORE_DEBUG=1 shows where", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

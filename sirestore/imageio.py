@@ -1,6 +1,7 @@
 """Reading and writing image files: float32 H x W x C arrays in [0, 1], C = 1 (gray) or 3 (color).
 
-`read_image` opens whatever Pillow opens (PNG, JPEG, BMP, TIFF, WebP, GIF, ...), forces a full
+`read_image` opens whatever Pillow opens (PNG, JPEG, BMP, TIFF, WebP, GIF, ...; not EPS, whose decoder
+runs Ghostscript), refuses files above a pixel limit before decoding them, forces a full
 decode so truncated or corrupt files fail early, applies the EXIF orientation, and returns the
 pixels plus an `ImageInfo` (source mode, bit depth, alpha, ICC profile, dpi, EXIF). Alpha is kept
 apart and never restored. `write_image` writes the same kind of image back, atomically.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import struct
 import threading
 import warnings
@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageCms, ImageFile, TiffImagePlugin, UnidentifiedImageError, features
 
 from sirestore import _imageio_png as png
+from sirestore.fsutil import file_problem, shown, temp_path
 
 
 class ImageReadError(ValueError):
@@ -70,6 +71,10 @@ SUPPORTED_SUFFIXES: set[str] = set(_FORMATS)
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
 _EXIF_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
 _PIL_LOCK = threading.Lock()
+_BLOCKED_FORMATS = {"EPS"}
+# What decoders raise on malformed files
+_DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+_DECODE_ERRORS += (TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError)  # Pillow, found by fuzzing
 
 
 def _one_line(problem: object) -> str:
@@ -80,6 +85,7 @@ def _one_line(problem: object) -> str:
 def _pillow_limits(max_pixels: int) -> Iterator[None]:
     """Pillow's bomb limit at `max_pixels` (its warning made an error), truncated files refused."""
     with _PIL_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the read fails or succeeds on its own
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, TiffImagePlugin.READ_LIBTIFF
         # libtiff also for uncompressed TIFFs: Pillow's own decoder garbles EXIF orientations 5-8
@@ -99,15 +105,12 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
     path = Path(path)
 
     def fail(problem: object) -> ImageReadError:
-        return ImageReadError(f"{path}: {_one_line(problem)}")
+        return ImageReadError(f"{shown(path)}: {_one_line(problem)}")
 
     try:
-        if not path.exists():
-            raise fail("file not found")
-        if path.is_dir():
-            raise fail("is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise fail("file is empty (0 bytes)")
+        problem = file_problem(path)
+        if problem:
+            raise fail(problem)
         with _pillow_limits(max_pixels):
             return _read(path, max_pixels, fail)
     except ImageReadError:
@@ -120,12 +123,18 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
         raise fail(f"image is larger than the limit of {max_pixels} pixels") from e
     except MemoryError as e:
         raise fail("not enough memory to decode the image") from e
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+    except _DECODE_ERRORS as e:
         raise fail(f"corrupt or truncated image data ({e or type(e).__name__})") from e
 
 
+def _formats() -> list[str]:
+    """Pillow formats read: all but those whose decoder runs an external program (EPS: Ghostscript)."""
+    Image.init()
+    return [f for f in Image.ID if f not in _BLOCKED_FORMATS]
+
+
 def _read(path: Path, max_pixels: int, fail) -> tuple[np.ndarray, ImageInfo]:
-    with Image.open(path) as im:
+    with Image.open(path, formats=_formats()) as im:
         w, h = im.size
         if w <= 0 or h <= 0:
             raise fail(f"image has zero size ({w}x{h})")
@@ -137,7 +146,7 @@ def _read(path: Path, max_pixels: int, fail) -> tuple[np.ndarray, ImageInfo]:
         fmt = im.format
         tiff_orientation = im.tag_v2.get(0x0112, 1) if fmt == "TIFF" else 1
         im.load()
-        orientation = im.getexif().get(0x0112, 1)  # Pillow has applied (and dropped) a TIFF's on load
+        orientation = png.exif_orientation(im)  # Pillow has applied (and dropped) a TIFF's on load
         info = ImageInfo(
             mode=im.mode,
             format=fmt,
@@ -236,7 +245,7 @@ def write_image(path: str | Path, image: np.ndarray, info: ImageInfo, quality: i
     path = Path(path)
 
     def fail(problem: object) -> ImageWriteError:
-        return ImageWriteError(f"{path}: {_one_line(problem)}")
+        return ImageWriteError(f"{shown(path)}: {_one_line(problem)}")
 
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -312,7 +321,7 @@ def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], fail) -> None:
         raise fail(f"folder {path.parent} does not exist")
     if path.is_dir():
         raise fail("is a directory")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp = temp_path(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except PermissionError as e:

@@ -142,12 +142,12 @@ def _restore_numpy(restorer: Restorer, image: np.ndarray) -> np.ndarray:
     alpha = planes[..., 3:] if planes.shape[2] == 4 else planes[..., 1:] if planes.shape[2] == 2 else None
     x = torch.from_numpy(np.ascontiguousarray(color.transpose(2, 0, 1)))[None]
     out = restorer.restore_tensor(x).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
-    if alpha is not None:
-        out = np.concatenate([out, alpha], axis=2)
-    out = out.reshape(image.shape)
-    if scale == 1.0:
-        return out.astype(image.dtype if image.dtype.kind == "f" else np.float32)
-    return np.floor(out * scale + 0.5).astype(image.dtype)
+    dtype = image.dtype if image.dtype.kind == "f" or scale != 1.0 else np.dtype(np.float32)
+    out = out.astype(dtype) if scale == 1.0 else np.floor(out * scale + 0.5).astype(dtype)
+    if alpha is not None:  # the input's own values, bit for bit, when the dtype is kept
+        src = image.reshape(planes.shape)[..., color.shape[2] :] if dtype == image.dtype else alpha
+        out = np.concatenate([out, src.astype(dtype, copy=False)], axis=2)
+    return out.reshape(image.shape)
 
 
 def _restore_pil(restorer: Restorer, image: Image.Image) -> Image.Image:

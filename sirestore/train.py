@@ -1,6 +1,10 @@
 """A linear training loop: data -> degrade -> path -> network -> loss, with EMA,
 cosine learning rate, periodic validation, atomic checkpoints and exact resume.
 Runs on the CPU, on CUDA with bfloat16 autocast, and data-parallel under torchrun.
+
+Crash safety: checkpoints are verified by sha256 and the previous one is kept (prev.pt), so a
+run killed at any moment resumes (--resume) from the newest good checkpoint, losing at most
+ckpt_every steps; the resumed run is bit-identical to an uninterrupted one on the same machine.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -16,10 +21,17 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from sirestore.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from sirestore.checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    load_latest_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
 from sirestore.config import TrainConfig
 from sirestore.data import CropSampler, load_folder, read_exclude_list
 from sirestore.degrade import parse_spec
+from sirestore.fsutil import clean_stale_temps
 from sirestore.loss import flow_loss
 from sirestore.metrics import psnr
 from sirestore.model import FlowModel
@@ -82,11 +94,49 @@ def _batch(sampler: CropSampler, cfg: TrainConfig, degradation, model: FlowModel
     return model.path.sample(x_0, x_1, t, None if not model.cfg.noise else gen), y
 
 
+def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generator, rank: int) -> int:
+    """Load the newest good checkpoint of `out` into the training state; its step (0 when none)."""
+    state, warnings = load_latest_checkpoint(out / "last.pt", out / "prev.pt")
+    for line in warnings if rank == 0 else []:
+        print(f"warning: {line}", file=sys.stderr)
+    if state is None:
+        return 0
+    try:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"][rank])
+    except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{out}: the checkpoint does not match this config ({first})") from None
+    return int(state["step"])
+
+
+def _truncate_log(path: Path, step: int) -> float:
+    """Drop log lines after `step` (work lost with a crash, about to be redone) and broken lines.
+
+    Returns the training time logged up to `step` (seconds), so that `time` stays cumulative.
+    """
+    if not path.is_file():
+        return 0.0
+    kept, elapsed = [], 0.0
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line + "\n")
+            elapsed = max(elapsed, float(record.get("time", 0.0)))
+    atomic_write_bytes(path, "".join(kept).encode())
+    return elapsed
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> FlowModel:
     """Train a model per cfg; returns the EMA model. Writes cfg.out_dir/{last.pt, ema.safetensors, log.jsonl}.
 
-    resume continues exactly from cfg.out_dir/last.pt; stop_at ends the run early at that step
-    (with a checkpoint), so a long schedule can be split over several sessions.
+    resume continues exactly from cfg.out_dir/last.pt (prev.pt when last.pt is damaged); stop_at
+    ends the run early at that step (with a checkpoint), so a long schedule can be split over sessions.
     """
     rank, world, device = _setup_distributed()
     if cfg.threads:
@@ -99,20 +149,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    step = 0
-    if resume and (out / "last.pt").is_file():
-        state = load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"][rank])
-        step = int(state["step"])
+    step = _resume(out, model, ema, opt, gen, rank) if resume else 0
+    elapsed = 0.0
+    if rank == 0:
+        clean_stale_temps(out)
+        if resume:
+            elapsed = _truncate_log(out / "log.jsonl", step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler, val_images = _load_data(cfg)
     degradation = parse_spec(cfg.degradation)
     amp = cfg.amp and device.type == "cuda"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
-    t_start = time.time()
+    t_start = time.time() - elapsed
     end = min(cfg.steps, stop_at) if stop_at else cfg.steps
     while step < end:
         for group in opt.param_groups:
@@ -145,9 +193,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
                 gens = [gen.get_state()]
             if rank == 0:
                 state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
-                save_checkpoint(
-                    {**state, "gen": gens, "step": step, "config": json.dumps(cfg.to_dict())}, out / "last.pt"
-                )
+                state.update(gen=gens, step=step, config=json.dumps(cfg.to_dict()))
+                save_checkpoint(state, out / "last.pt", previous=out / "prev.pt")
                 save_weights(ema, out / "ema.safetensors", extra={"step": step})
         if rank == 0 and (step % cfg.log_every == 0 or "val_psnr" in record):
             with open(out / "log.jsonl", "a") as f:

@@ -171,3 +171,34 @@ def test_module_entry_point(tmp_path, image_dir, tiny_weights):
     )
     assert proc.returncode == 0, proc.stderr
     assert out.is_file()
+
+
+def test_skip_existing_is_a_note_not_an_error(tmp_path, image_dir, tiny_weights, capsys):
+    out = tmp_path / "out"
+    assert run(["restore", image_dir, "-o", out, "--weights", tiny_weights], capsys)[0] == 0
+    (out / "gray.png").unlink()
+    kept = (out / "color.png").stat().st_mtime_ns
+    code, _, err = run(["restore", image_dir, "-o", out, "--weights", tiny_weights, "--skip-existing"], capsys)
+    assert code == 0 and err.count("exists, skipped") == 2 and "error" not in err
+    assert (out / "gray.png").is_file() and (out / "color.png").stat().st_mtime_ns == kept
+    with pytest.raises(SystemExit):
+        main(["restore", str(image_dir), "-o", str(out), "--overwrite", "--skip-existing"])
+
+
+def test_max_pixels_option(tmp_path, image_dir, tiny_weights, capsys):
+    argv = ["restore", image_dir / "color.png", "-o", tmp_path / "o.png", "--weights", tiny_weights]
+    code, _, err = run([*argv, "--max-pixels", "100"], capsys)
+    assert code == 1 and "limit of 100 pixels" in err and not (tmp_path / "o.png").exists()
+    assert run([*argv, "--max-pixels", str(37 * 45)], capsys)[0] == 0
+
+
+def test_unexpected_error_is_one_line(monkeypatch, capsys):
+    import sirestore.cli as cli
+
+    monkeypatch.setitem(cli.COMMANDS, "restore", lambda args: 1 / 0)
+    assert main(["restore", "x.png", "-o", "y.png"]) == 3
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "internal error (ZeroDivisionError" in err
+    monkeypatch.setenv("SIRESTORE_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["restore", "x.png", "-o", "y.png"])

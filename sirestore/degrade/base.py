@@ -115,7 +115,7 @@ def parse_one(text: str) -> Degradation:
             raise SpecError(f"{name}: {key}={value!r} is not a valid {kind.__name__}") from None
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OSError) as err:  # OSError: a kernel or mask file that cannot be read
         raise SpecError(f"{name}: {err}") from None
 
 

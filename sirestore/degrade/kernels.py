@@ -37,10 +37,14 @@ def levin_kernel(index: int) -> torch.Tensor:
 def load_kernel(path: str | Path) -> torch.Tensor:
     """A user kernel from a .npy (2-D array) or an image file (gray): (k, k') normalised to sum 1, odd sizes."""
     path = Path(path)
-    if path.suffix.lower() == ".npy":
-        k = np.asarray(np.load(path), dtype=np.float64)
-    else:
-        k = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+    try:
+        if path.suffix.lower() == ".npy":
+            k = np.asarray(np.load(path), dtype=np.float64)
+        else:
+            with Image.open(path) as im:
+                k = np.asarray(im.convert("L"), dtype=np.float64)
+    except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{path}: cannot read a kernel from this file ({err})") from None
     if k.ndim != 2 or k.min() < 0 or k.sum() <= 0:
         raise ValueError(f"{path}: a kernel must be a 2-D non-negative array with a positive sum")
     return pad_odd(torch.from_numpy(k / k.sum()).float())
