@@ -39,6 +39,8 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     amp: bool = True  # bfloat16 autocast when training on CUDA
     out_dir: str = "runs/default"  # checkpoints and log
+    init_weights: str = ""  # safetensors to start from (fine-tuning); "" = random initialisation
+    loss: str = "charbonnier"  # distance to the target: "charbonnier" (smooth L1) or "mse"
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

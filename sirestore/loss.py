@@ -14,8 +14,21 @@ def charbonnier(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-3) -> torch.Te
     return torch.sqrt((a - b).pow(2) + eps * eps).mean()
 
 
-def flow_loss(model: nn.Module, cfg: ModelConfig, s: PathSample, y: torch.Tensor) -> torch.Tensor:
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error: the distance PSNR measures."""
+    return (a - b).pow(2).mean()
+
+
+DISTANCES = {"charbonnier": charbonnier, "mse": mse}
+
+
+def flow_loss(
+    model: nn.Module, cfg: ModelConfig, s: PathSample, y: torch.Tensor, distance: str = "charbonnier"
+) -> torch.Tensor:
     """Loss of one path sample: the network's raw output against x_1 or against dx_t
-    (velocity prediction). `model` is a FlowModel, possibly wrapped for data parallelism."""
+    (velocity prediction), by a distance of DISTANCES. `model` is a FlowModel, possibly wrapped
+    for data parallelism."""
+    if distance not in DISTANCES:
+        raise ValueError(f"loss {distance!r}: expected one of {', '.join(DISTANCES)}")
     target = s.dx_t if cfg.predict_velocity else s.x_1
-    return charbonnier(model(s.x_t, s.t, y, raw=True), target)
+    return DISTANCES[distance](model(s.x_t, s.t, y, raw=True), target)

@@ -25,6 +25,7 @@ from sirestore.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
     load_latest_checkpoint,
+    load_weights,
     save_checkpoint,
     save_weights,
 )
@@ -112,6 +113,14 @@ def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generat
     return int(state["step"])
 
 
+def _init_from(model: FlowModel, path: str) -> None:
+    """Copy the weights of a safetensors file into `model` (same architecture), for fine-tuning."""
+    source = load_weights(path)
+    if source.cfg != model.cfg:
+        raise ValueError(f"{path}: init_weights has a different model config than this run")
+    model.load_state_dict(source.state_dict())
+
+
 def _truncate_log(path: Path, step: int) -> float:
     """Drop log lines after `step` (work lost with a crash, about to be redone) and broken lines.
 
@@ -145,7 +154,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # initialisation: identical on every rank
-    model = FlowModel(cfg.model).to(device)
+    model = FlowModel(cfg.model)
+    if cfg.init_weights:
+        _init_from(model, cfg.init_weights)
+    model = model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
@@ -167,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
             group["lr"] = lr_at(step, cfg)
         s, y = _batch(sampler, cfg, degradation, model, gen, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = flow_loss(net, cfg.model, s, y)
+            loss = flow_loss(net, cfg.model, s, y, cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:

@@ -91,6 +91,33 @@ def test_other_paths_train(tmp_path, flags):
     assert dataclasses.asdict(model.cfg)["noise"] == flags.get("noise", 0.0)
 
 
+def test_init_weights_starts_from_them(tmp_path):
+    first = _cfg(tmp_path, "first", steps=3)
+    train(first, progress=False)
+    start = Path(first.out_dir) / "ema.safetensors"
+    cfg = _cfg(tmp_path, "tune", steps=1, lr=1e-12, warmup=0, init_weights=str(start), loss="mse")
+    tuned = train(cfg, progress=False)
+    a, b = _state(load_weights(start)), _state(tuned)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    fresh = _state(train(_cfg(tmp_path, "fresh", steps=1, lr=1e-12, warmup=0), progress=False))
+    assert any(not torch.allclose(a[k], fresh[k], atol=1e-6) for k in a)
+
+
+def test_init_weights_must_match_the_model(tmp_path):
+    first = _cfg(tmp_path, "first", steps=1)
+    train(first, progress=False)
+    other = _cfg(
+        tmp_path, "o", steps=1, model=tiny_config(noise=0.5), init_weights=str(Path(first.out_dir) / "ema.safetensors")
+    )
+    with pytest.raises(ValueError, match="different model config"):
+        train(other, progress=False)
+
+
+def test_unknown_loss_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="loss 'l3'"):
+        train(_cfg(tmp_path, "l", steps=1, loss="l3"), progress=False)
+
+
 def test_lr_schedule():
     cfg = TrainConfig(steps=100, warmup=10, lr=1e-3, min_lr=1e-5)
     assert lr_at(0, cfg) == pytest.approx(1e-4)
