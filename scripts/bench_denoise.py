@@ -1,6 +1,6 @@
 """Denoising benchmark of the shipped (or given) weights, through `sirestore eval`.
 
-    python scripts/bench_denoise.py [--weights W] [--steps 1] [--data ../shared/data] [--out docs/denoise.md]
+    python scripts/bench_denoise.py [--weights W] [--steps 1 4] [--data ../shared/data] [--out docs/denoise.md]
 
 Runs CBSD68 (color) and BSD68, Set12 (gray) at sigma 15/25/50, seed 0 (image k uses seed k),
 AWGN not clipped, PSNR/SSIM on uint8 as in ../shared/README.md, and writes a markdown table
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
+from sirestore import load_model
 from sirestore.cli import main as cli
+from sirestore.nn.unet import count_parameters
 
 PUBLISHED = {  # ../shared/README.md, RGB / gray PSNR (dB) at sigma 15 / 25 / 50
     "CBSD68": {
@@ -67,12 +69,15 @@ def run(data: Path, weights: str | None, steps: int) -> dict:
     return results
 
 
-def table(results: dict, steps: int) -> str:
+def table(results: dict[int, dict], params: int) -> str:
     lines = ["| set | method | sigma 15 | sigma 25 | sigma 50 |", "|---|---|---|---|---|"]
     for name, published in PUBLISHED.items():
-        ours = " | ".join(f"**{results[name, s]['psnr']:.2f}** / {results[name, s]['ssim']:.4f}" for s in SIGMAS)
-        lines.append(f"| {name} | sirestore, {steps} step (PSNR / SSIM) | {ours} |")
-        inp = " | ".join(f"{results[name, s]['input_psnr']:.2f}" for s in SIGMAS)
+        for steps, res in results.items():
+            ours = " | ".join(f"**{res[name, s]['psnr']:.2f}** / {res[name, s]['ssim']:.4f}" for s in SIGMAS)
+            unit = "step" if steps == 1 else "steps"
+            lines.append(f"| {name} | sirestore ({params / 1e6:.2f}M), {steps} {unit} (PSNR / SSIM) | {ours} |")
+        first = next(iter(results.values()))
+        inp = " | ".join(f"{first[name, s]['input_psnr']:.2f}" for s in SIGMAS)
         lines.append(f"| {name} | noisy input | {inp} |")
         for method, values in published.items():
             lines.append(f"| {name} | {method} (published) | " + " | ".join(f"{v:.2f}" for v in values) + " |")
@@ -83,16 +88,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--weights")
-    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1], help="sampler steps, one row each")
     parser.add_argument("--out", type=Path, default=Path("docs/denoise.md"))
     args = parser.parse_args()
-    results = run(args.data, args.weights, args.steps)
+    results = {steps: run(args.data, args.weights, steps) for steps in args.steps}
+    params = count_parameters(load_model(args.weights).net)
+    steps = " ".join(map(str, args.steps))
+    weights = f" --weights {args.weights}" if args.weights else ""
     text = (
-        f"# Denoising benchmark\n\nProduced by `python scripts/bench_denoise.py --steps {args.steps}` "
+        f"# Denoising benchmark\n\nProduced by `python scripts/bench_denoise.py --steps {steps}{weights}` "
         f"(each cell is one `sirestore eval --data DATA/SET --degradation awgn:sigma=S --seed 0 --steps "
-        f"{args.steps}`), on {platform.processor() or platform.machine()} CPU, torch {torch.__version__}.\n"
+        f"N`, Euler sampler), on {platform.processor() or platform.machine()} CPU, torch {torch.__version__}.\n"
         "AWGN not clipped, image k seeded with k, PSNR (dB) on uint8 over all channels, no border; "
-        "published rows quoted from ../shared/README.md (same protocol).\n\n" + table(results, args.steps) + "\n"
+        "published rows quoted from ../shared/README.md (same protocol).\n\n" + table(results, params) + "\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

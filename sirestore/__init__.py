@@ -16,6 +16,7 @@ _LAZY = {
     "Restorer": "sirestore.restore",
     "default_weights": "sirestore.restore",
     "load_weights": "sirestore.checkpoint",
+    "OrtRestorer": "sirestore.ort",  # needs the onnx extra to run
 }
 
 
@@ -40,4 +41,4 @@ def restore(image, **kwargs):
     return Restorer(**kwargs)(image)
 
 
-__all__ = ["Restorer", "default_weights", "load_model", "load_weights", "restore", "__version__"]
+__all__ = ["OrtRestorer", "Restorer", "default_weights", "load_model", "load_weights", "restore", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: `sirestore restore | eval | train`. Thin: parse, call the library, report.
+"""Command line: `sirestore restore | eval | export | train`. Thin: parse, call the library, report.
 
 Every user error ends in one line on stderr naming the file and the problem, and a
 non-zero exit; no traceback. Ctrl-C (SIGINT) ends with one line and exit status 130.
@@ -22,18 +22,25 @@ class UsageError(Exception):
 INTERRUPTED = {
     "restore": "interrupted; the outputs written are complete, re-run with --skip-existing to do the rest",
     "train": "interrupted; continue from the last checkpoint with --resume",
+    "export": "interrupted; nothing was written",
 }
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
     p.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
-    p.add_argument("--steps", type=int, default=1, help="sampler steps; 1 = one network evaluation (default 1)")
-    p.add_argument("--sampler", default="euler", choices=["euler", "heun", "sde"], help="step rule (default euler)")
+    p.add_argument("--steps", type=int, help="sampler steps; 1 = one network evaluation (default 1)")
+    p.add_argument("--sampler", choices=["euler", "heun", "sde"], help="step rule (default euler)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: their choice)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "ort"],
+        help="torch (default), or ort: onnxruntime on a file of `sirestore export`",
+    )
+    p.add_argument("--onnx", type=Path, help="the exported model for --backend ort (implies it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", type=Path, help="write the results as JSON to this file")
     _add_model_args(e)
 
+    x = sub.add_parser("export", help="export the model and an unrolled ODE sampler to ONNX (for onnxruntime)")
+    x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    x.add_argument("-o", "--output", type=Path, required=True, help="the file to write, e.g. model.onnx")
+    x.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    x.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
+    x.add_argument("--steps", type=int, default=1, help="sampler steps unrolled in the graph (default 1)")
+    x.add_argument("--sampler", default="euler", choices=["euler", "heun", "sde"], help="euler or heun (default euler)")
+    x.add_argument("--int8", action="store_true", help="dynamically quantised int8 weights (smaller; see README)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", type=Path, required=True, help="YAML file of TrainConfig fields")
     t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt when it exists")
@@ -94,6 +112,31 @@ def _check_weights(args: argparse.Namespace) -> Path:
     return weights
 
 
+def _ort_restorer(args: argparse.Namespace):
+    """An OrtRestorer for --backend ort / --onnx; options the ONNX file fixes must agree with it."""
+    from sirestore.fsutil import shown
+    from sirestore.ort import OrtRestorer
+
+    if args.onnx is None:
+        raise UsageError("--backend ort needs --onnx MODEL.onnx (made by `sirestore export --format onnx`)")
+    for flag, value in (("--weights", args.weights), ("--weights-sha256", args.weights_sha256)):
+        if value is not None:
+            raise UsageError(f"{flag} does not apply to --backend ort: the weights are inside the ONNX file")
+    if args.device != "cpu":
+        raise UsageError("--backend ort runs on the CPU; leave out --device")
+    try:
+        restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    for flag, asked, baked in (("--steps", args.steps, restorer.steps), ("--sampler", args.sampler, restorer.sampler)):
+        if asked is not None and asked != baked:
+            raise UsageError(
+                f"{shown(args.onnx)}: exported with --steps {restorer.steps} --sampler {restorer.sampler}, "
+                f"not {flag} {asked}; export it again to change them"
+            )
+    return restorer
+
+
 def _restorer(args: argparse.Namespace):
     import torch
 
@@ -101,14 +144,18 @@ def _restorer(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UsageError("--steps must be >= 1")
+    if args.backend == "ort" or (args.backend is None and args.onnx is not None):
+        return _ort_restorer(args)
+    if args.onnx is not None:
+        raise UsageError("--onnx needs --backend ort")
     weights = _check_weights(args)
     try:
         return Restorer(
             weights=weights,
-            steps=args.steps,
-            sampler=args.sampler,
+            steps=args.steps or 1,
+            sampler=args.sampler or "euler",
             seed=args.seed,
             tile=args.tile,
             device=args.device,
@@ -151,17 +198,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate_pairs(restorer, args.pairs[0], args.pairs[1], args.border, limit=args.limit)
     result.settings.update(
         {
-            "steps": args.steps,
-            "sampler": args.sampler,
+            "steps": restorer.steps,
+            "sampler": restorer.sampler,
             "seed": args.seed,
             "weights": str(restorer.weights),
             "tile": args.tile,
+            "backend": "ort" if restorer.model is None else "torch",
         }
     )
     print(format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sirestore.checkpoint import load_weights, sha256
+    from sirestore.export import check_exportable, export_onnx
+    from sirestore.fsutil import shown
+
+    if args.opset < 17:
+        raise UsageError("--opset must be >= 17")
+    out = args.output
+    if out.is_dir():
+        raise UsageError(f"{shown(out)}: is a folder; give the file to write, e.g. {shown(out / 'model.onnx')}")
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        raise UsageError(f"{shown(out)}: exists (use --overwrite to replace it)")
+    weights = _check_weights(args)
+    model = load_weights(weights)
+    check_exportable(model, args.steps, args.sampler)  # before the slow part
+    export_onnx(model, out, args.steps, args.sampler, args.int8, weights_sha256=sha256(weights), opset=args.opset)
+    kind = "int8" if args.int8 else "fp32"
+    size = out.stat().st_size / 1e6
+    print(f"wrote {shown(out)}: {args.sampler}, {args.steps} step(s), {kind}, {size:.1f} MB, opset {args.opset}")
     return 0
 
 
@@ -181,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"restore": cmd_restore, "eval": cmd_eval, "train": cmd_train}
+COMMANDS = {"restore": cmd_restore, "eval": cmd_eval, "export": cmd_export, "train": cmd_train}
 
 
 def _one_line(err: BaseException) -> str:

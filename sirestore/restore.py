@@ -51,6 +51,12 @@ def blend_window(h: int, w: int, overlap: int, sides: tuple[bool, bool, bool, bo
     return (_ramp(h, overlap, top, bottom)[:, None] * _ramp(w, overlap, left, right)[None, :])[None, None]
 
 
+def check_tile(tile: int | None, overlap: int) -> None:
+    """Raise ValueError unless a tile size leaves room for the blending margins."""
+    if tile is not None and tile < 2 * overlap + 16:
+        raise ValueError(f"tile must be at least {2 * overlap + 16} pixels (twice the overlap plus 16)")
+
+
 class Restorer:
     """Restore images with a trained model.
 
@@ -74,8 +80,7 @@ class Restorer:
             raise ValueError("steps must be >= 1")
         if sampler not in STEPS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(STEPS)}")
-        if tile is not None and tile < 2 * overlap + 16:
-            raise ValueError(f"tile must be at least {2 * overlap + 16} pixels (twice the overlap plus 16)")
+        check_tile(tile, overlap)
         self.device = torch.device(device)
         self.weights = None if model is not None else Path(weights) if weights else default_weights()
         self.model = (model if model is not None else load_weights(self.weights)).to(self.device).eval()

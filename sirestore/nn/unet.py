@@ -76,7 +76,12 @@ class UNet(nn.Module):
             raise ValueError(f"this network needs a condition with {self.cfg.cond_channels} channels")
         inp = _pad(inp, pad)
         emb = self.time(t.expand(x_t.shape[0])) if self.time is not None else None
+        out = self.body(inp, emb)[..., :h0, :w0]
+        return x_t + out if self.cfg.residual else out
 
+    def body(self, inp: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        """The network on a padded input: inp (B, C + Cc, H, W) with H, W multiples of `multiple`,
+        emb (B or 1, emb_dim) or None -> (B, C, H, W), before cropping and the residual."""
         h = self.stem(F.pixel_unshuffle(inp, 2))
         skips = []
         for blocks, down in zip(self.encoders, self.downs):
@@ -90,8 +95,7 @@ class UNet(nn.Module):
             h = up(h) + skip
             for block in blocks:
                 h = block(h, emb)
-        out = F.pixel_shuffle(self.head(h), 2)[..., :h0, :w0]
-        return x_t + out if self.cfg.residual else out
+        return F.pixel_shuffle(self.head(h), 2)
 
 
 def _pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
