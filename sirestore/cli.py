@@ -1,4 +1,4 @@
-"""Command line: `sirestore restore | eval | export | train`. Thin: parse, call the library, report.
+"""Command line: `sirestore restore | eval | export | serve | train`. Thin: parse, call the library, report.
 
 Every user error ends in one line on stderr naming the file and the problem, and a
 non-zero exit; no traceback. Ctrl-C (SIGINT) ends with one line and exit status 130.
@@ -23,6 +23,7 @@ INTERRUPTED = {
     "restore": "interrupted; the outputs written are complete, re-run with --skip-existing to do the rest",
     "train": "interrupted; continue from the last checkpoint with --resume",
     "export": "interrupted; nothing was written",
+    "serve": "stopped",
 }
 
 
@@ -86,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--int8", action="store_true", help="dynamically quantised int8 weights (smaller; see README)")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    s = sub.add_parser("serve", help="a local web page: drop an image, restore it, compare, download")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
+    s.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    s.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
+    s.add_argument("--threads", type=int, help="CPU threads for torch (default: its choice)")
+    s.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
+    s.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images (default 50 million)")
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse larger uploads (default 50 MB)")
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("--config", type=Path, required=True, help="YAML file of TrainConfig fields")
@@ -251,7 +262,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"restore": cmd_restore, "eval": cmd_eval, "export": cmd_export, "train": cmd_train}
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError('`sirestore serve` needs the serve extra: pip install "sirestore[serve]"') from None
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be from 0 to 65535")
+    if args.max_pixels < 1 or not args.max_upload_mb > 0:
+        raise UsageError("--max-pixels and --max-upload-mb must be positive")
+    import torch
+
+    from sirestore.restore import Restorer
+    from sirestore.serve import serve
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        restorer = Restorer(weights=_check_weights(args), tile=args.tile)  # steps are set per job
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    serve(restorer, args.host, args.port, args.max_pixels, int(args.max_upload_mb * 1e6))
+    return 0
+
+
+COMMANDS = {
+    "restore": cmd_restore,
+    "eval": cmd_eval,
+    "export": cmd_export,
+    "serve": cmd_serve,
+    "train": cmd_train,
+}
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,0 +1,301 @@
+"""`sirestore serve`: a small local web app around the Restorer (Starlette + uvicorn, no external assets).
+
+The page (`sirestore/web/index.html`) sends one image as the raw request body. The server stops
+reading at the upload limit, decodes the image with `read_image` (pixel limit; non-images and
+truncated files refused with one readable line) and queues a job. One worker thread runs the jobs
+one at a time with the one shared model, counting network evaluations for the progress bar, and
+writes the result with `write_image` as PNG, so it matches `sirestore restore IN -o OUT.png`.
+Only the newest `keep` finished jobs stay in memory. Needs the `serve` extra.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import re
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from sirestore.fsutil import shown
+from sirestore.imageio import (
+    SUPPORTED_SUFFIXES,
+    ImageInfo,
+    ImageReadError,
+    ImageWriteError,
+    from_tensor,
+    read_image,
+    to_tensor,
+    write_image,
+)
+from sirestore.restore import Restorer, tile_starts
+
+TASKS = {"auto": "auto (blind denoising)"}  # the tasks the model offers: id -> label shown on the page
+MAX_STEPS = 8
+MAX_PENDING = 4  # queued jobs accepted at once (each holds its decoded image)
+
+
+class ApiError(Exception):
+    """A problem reported to the page as JSON `{"error": message}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(eq=False)
+class Job:
+    """One restoration: its input, state (queued, running, done, error) and result."""
+
+    id: str
+    name: str
+    steps: int
+    image: np.ndarray | None
+    info: ImageInfo | None
+    preview: bytes
+    state: str = "queued"
+    done: int = 0  # network evaluations done
+    total: int = 1  # ... and expected
+    error: str | None = None
+    result: bytes | None = None
+    started: float | None = None
+    finished: float | None = None
+    size: tuple[int, int] = field(default=(0, 0))  # width, height
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _png(arr: np.ndarray, alpha: np.ndarray | None) -> bytes:
+    """An 8-bit PNG of float H x W x C pixels (plus alpha) for the page's "before" view."""
+    planes = arr if alpha is None else np.concatenate([arr, alpha[..., None]], axis=2)
+    q = np.floor(np.clip(planes, 0, 1) * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(q[..., 0] if q.shape[2] == 1 else q).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class Service:
+    """The shared Restorer, a worker thread that runs jobs one at a time, and the last `keep` jobs."""
+
+    def __init__(self, restorer: Restorer, max_pixels: int, max_upload: int, keep: int = 8) -> None:
+        self.restorer, self.max_pixels, self.max_upload, self.keep = restorer, max_pixels, max_upload, keep
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.lock = threading.Lock()
+        self.queue: queue.Queue[Job] = queue.Queue()
+        self.current: Job | None = None
+        restorer.model.register_forward_hook(self._count)
+        threading.Thread(target=self._work, name="sirestore-serve", daemon=True).start()
+
+    def _count(self, *_: object) -> None:
+        job = self.current
+        if job is not None:
+            job.done += 1
+
+    def pending(self) -> int:
+        return sum(j.state == "queued" for j in self.jobs.values())
+
+    def decode(self, data: bytes, name: str) -> tuple[np.ndarray, ImageInfo]:
+        """read_image on the uploaded bytes; its error names the upload, not the temporary file."""
+        if not data:
+            raise ApiError(400, f"{name}: the file is empty")
+        suffix = Path(name).suffix.lower()
+        with tempfile.TemporaryDirectory(prefix="sirestore-serve-") as tmp:
+            path = Path(tmp) / ("upload" + (suffix if suffix in SUPPORTED_SUFFIXES else ""))
+            path.write_bytes(data)
+            try:
+                return read_image(path, max_pixels=self.max_pixels)
+            except ImageReadError as err:
+                raise ApiError(400, f"{name}: {str(err).removeprefix(shown(path) + ': ')}") from None
+
+    def submit(self, data: bytes, name: str, steps: int) -> Job:
+        """Decode an upload and queue it (called in a thread pool: decoding takes time)."""
+        with self.lock:
+            if self.pending() >= MAX_PENDING:
+                raise ApiError(503, f"busy: {MAX_PENDING} images are waiting already; try again in a moment")
+        image, info = self.decode(data, name)
+        job = Job(secrets.token_hex(8), name, steps, image, info, _png(image, info.alpha))
+        job.size = (image.shape[1], image.shape[0])
+        with self.lock:
+            if self.pending() >= MAX_PENDING:
+                raise ApiError(503, f"busy: {MAX_PENDING} images are waiting already; try again in a moment")
+            self.jobs[job.id] = job
+            finished = [k for k, j in self.jobs.items() if j.state in ("done", "error")]
+            while len(self.jobs) > self.keep and finished:
+                del self.jobs[finished.pop(0)]
+        self.queue.put(job)
+        return job
+
+    def _evaluations(self, h: int, w: int, steps: int) -> int:
+        """Network evaluations of one restore: tiles x steps (the sampler is Euler)."""
+        r = self.restorer
+        if not r.tile or max(h, w) <= r.tile:
+            return steps
+        th, tw = min(r.tile, h), min(r.tile, w)
+        return len(tile_starts(h, th, r.overlap)) * len(tile_starts(w, tw, r.overlap)) * steps
+
+    def _work(self) -> None:
+        while True:
+            self._run(self.queue.get())
+
+    def _run(self, job: Job) -> None:
+        assert job.image is not None and job.info is not None
+        with self.lock:
+            job.state, job.started, self.current = "running", time.monotonic(), job
+        try:
+            self.restorer.steps = job.steps
+            job.total = self._evaluations(*job.image.shape[:2], job.steps)
+            restored = from_tensor(self.restorer.restore_tensor(to_tensor(job.image)))
+            with tempfile.TemporaryDirectory(prefix="sirestore-serve-") as tmp:
+                write_image(Path(tmp) / "result.png", restored, job.info)  # 16 bit and alpha kept
+                job.result = (Path(tmp) / "result.png").read_bytes()
+            job.state = "done"
+        except Exception as err:  # noqa: BLE001 - reported on the page as one line
+            if isinstance(err, ImageWriteError):
+                problem = _one_line(err).split(": ", 1)[-1]  # drop the temporary file's name
+            elif isinstance(err, ValueError | RuntimeError | MemoryError | OSError):
+                problem = _one_line(err)
+            else:
+                problem = f"internal error ({type(err).__name__})"
+            job.error, job.state = f"{job.name}: {problem}", "error"
+        finally:
+            with self.lock:
+                job.image = job.info = None
+                job.finished, self.current = time.monotonic(), None
+
+    def status(self, job: Job) -> dict:
+        """What the page polls: state, queue position, progress, elapsed seconds, error."""
+        position = 0
+        with self.lock:
+            if job.state == "queued":  # jobs run in the order they came: count those before it
+                order = list(self.jobs.values())
+                before = order[: order.index(job)] if job in order else []
+                position = sum(j.state in ("queued", "running") for j in before)
+        end = job.finished or time.monotonic()
+        return {
+            "id": job.id,
+            "state": job.state,
+            "position": position,
+            "done": min(job.done, job.total),
+            "total": job.total,
+            "elapsed": round(end - job.started, 3) if job.started else 0.0,
+            "error": job.error,
+            "width": job.size[0],
+            "height": job.size[1],
+        }
+
+
+async def _read_body(request: Request, limit: int, name: str) -> bytes:
+    """The request body, refused (413) as soon as it is longer than `limit` bytes."""
+    too_big = ApiError(413, f"{name}: larger than the upload limit of {limit / 1e6:g} MB")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _download_name(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "image"
+    return f"{stem[:80]}_restored.png"
+
+
+def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int = 8) -> Starlette:
+    """The web app: the page at `/`, the JSON API under `/api/`. `max_upload` is in bytes."""
+    service = Service(restorer, max_pixels, max_upload, keep)
+    page = (resources.files("sirestore") / "web" / "index.html").read_text(encoding="utf-8")
+
+    def job_of(request: Request) -> Job:
+        job = service.jobs.get(request.path_params["job_id"])
+        if job is None:
+            raise ApiError(404, f"no such job (only the last {keep} are kept)")
+        return job
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def info(request: Request) -> JSONResponse:
+        tasks = [{"id": k, "label": v} for k, v in TASKS.items()]
+        limits = {"max_upload_bytes": max_upload, "max_pixels": max_pixels}
+        return JSONResponse({"tasks": tasks, "steps": {"min": 1, "max": MAX_STEPS, "default": 1}, **limits})
+
+    async def create_job(request: Request) -> JSONResponse:
+        q = request.query_params
+        name = " ".join(q.get("name", "").split())[:200] or "upload"
+        if q.get("task", "auto") not in TASKS:
+            raise ApiError(400, f"unknown task {q.get('task')!r}; choose from {', '.join(TASKS)}")
+        steps = q.get("steps", "1")
+        if not steps.isdigit() or not 1 <= int(steps) <= MAX_STEPS:
+            raise ApiError(400, f"steps must be a whole number from 1 to {MAX_STEPS}")
+        data = await _read_body(request, max_upload, name)
+        job = await run_in_threadpool(service.submit, data, name, int(steps))
+        return JSONResponse(service.status(job), status_code=202)
+
+    async def job_status(request: Request) -> JSONResponse:
+        return JSONResponse(service.status(job_of(request)), headers={"Cache-Control": "no-store"})
+
+    async def job_input(request: Request) -> Response:
+        return Response(job_of(request).preview, media_type="image/png")
+
+    async def job_result(request: Request) -> Response:
+        job = job_of(request)
+        if job.result is None:
+            raise ApiError(409, f"the job is {job.state}, there is no result")
+        disposition = f'attachment; filename="{_download_name(job.name)}"'
+        return Response(job.result, media_type="image/png", headers={"Content-Disposition": disposition})
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ApiError):
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        if isinstance(exc, HTTPException):
+            return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/jobs", create_job, methods=["POST"]),
+        Route("/api/jobs/{job_id}", job_status),
+        Route("/api/jobs/{job_id}/input.png", job_input),
+        Route("/api/jobs/{job_id}/result.png", job_result),
+    ]
+    handlers = {ApiError: api_error, HTTPException: api_error, Exception: api_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.service = service
+    return app
+
+
+def serve(restorer: Restorer, host: str, port: int, max_pixels: int, max_upload: int) -> None:
+    """Listen on host:port (OSError when it cannot) and serve until Ctrl-C."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as err:
+        raise OSError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    app = create_app(restorer, max_pixels, max_upload)
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"sirestore serve: http://{shown_host}:{sock.getsockname()[1]}/  (Ctrl-C to stop)", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
