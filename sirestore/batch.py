@@ -22,7 +22,7 @@ from sirestore.imageio import (
     read_image,
     write_image,
 )
-from sirestore.restore import Restorer
+from sirestore.restore import Restorer, restore_float_image
 
 WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -98,10 +98,9 @@ def clean_output_folders(jobs: list[tuple[Path, Path]]) -> list[Path]:
 
 def restore_file(restorer: Restorer, src: Path, dst: Path, max_pixels: int = MAX_PIXELS) -> None:
     """Read, restore and write one image, keeping size, mode, bit depth and alpha."""
-    from sirestore.imageio import from_tensor, to_tensor
-
     image, info = read_image(src, max_pixels=max_pixels)
-    restored = from_tensor(restorer.restore_tensor(to_tensor(image)))
+    restored = restore_float_image(restorer, image)
+    del image  # the input's memory is free before encoding
     dst.parent.mkdir(parents=True, exist_ok=True)
     write_image(dst, restored, info)
 

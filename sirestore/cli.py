@@ -27,6 +27,19 @@ INTERRUPTED = {
 }
 
 
+MAX_MEMORY_HELP = "memory limit such as 1GB or 512MB: tiles chosen automatically when the image does not fit"
+
+
+def _max_memory(value: str | None) -> int | None:
+    """Bytes of --max-memory, or a one-line UsageError."""
+    from sirestore.tiling import parse_size
+
+    try:
+        return None if value is None else parse_size(value)
+    except ValueError as err:
+        raise UsageError(f"--max-memory {err}") from None
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
     p.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
@@ -34,6 +47,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=["euler", "heun", "sde"], help="step rule (default euler)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
+    p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
     p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: their choice)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument(
@@ -95,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
     s.add_argument("--threads", type=int, help="CPU threads for torch (default: its choice)")
     s.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
+    s.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
     s.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images (default 50 million)")
     s.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse larger uploads (default 50 MB)")
 
@@ -135,6 +150,8 @@ def _ort_restorer(args: argparse.Namespace):
             raise UsageError(f"{flag} does not apply to --backend ort: the weights are inside the ONNX file")
     if args.device != "cpu":
         raise UsageError("--backend ort runs on the CPU; leave out --device")
+    if args.max_memory is not None:
+        raise UsageError("--max-memory needs the torch backend; use --tile with --backend ort")
     try:
         restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads)
     except ValueError as err:
@@ -157,6 +174,7 @@ def _restorer(args: argparse.Namespace):
         torch.set_num_threads(args.threads)
     if args.steps is not None and args.steps < 1:
         raise UsageError("--steps must be >= 1")
+    max_memory = _max_memory(args.max_memory)
     if args.backend == "ort" or (args.backend is None and args.onnx is not None):
         return _ort_restorer(args)
     if args.onnx is not None:
@@ -170,6 +188,7 @@ def _restorer(args: argparse.Namespace):
             seed=args.seed,
             tile=args.tile,
             device=args.device,
+            max_memory=max_memory,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -214,6 +233,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "weights": str(restorer.weights),
             "tile": args.tile,
+            "max_memory": args.max_memory,
             "backend": "ort" if restorer.model is None else "torch",
         }
     )
@@ -279,8 +299,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        restorer = Restorer(weights=_check_weights(args), tile=args.tile)  # steps are set per job
+    max_memory = _max_memory(args.max_memory)
+    try:  # steps are set per job
+        restorer = Restorer(weights=_check_weights(args), tile=args.tile, max_memory=max_memory)
     except ValueError as err:
         raise UsageError(str(err)) from None
     serve(restorer, args.host, args.port, args.max_pixels, int(args.max_upload_mb * 1e6))

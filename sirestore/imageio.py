@@ -218,7 +218,8 @@ def _pixels(im: Image.Image, info: ImageInfo, fail) -> tuple[np.ndarray, np.ndar
         return arr[..., None].copy(), None, 32
     if mode not in ("L", "LA", "RGB", "RGBA"):
         raise fail(f"unsupported image mode {mode!r}")
-    arr = np.asarray(im).reshape(im.height, im.width, -1).astype(np.float32) / np.float32(255)
+    arr = np.asarray(im).reshape(im.height, im.width, -1).astype(np.float32)
+    arr /= np.float32(255)  # in place: one float buffer at a time
     if mode in ("LA", "RGBA"):
         return arr[..., :-1].copy(), arr[..., -1].copy(), 8
     return arr, None, 8
@@ -270,12 +271,17 @@ def _checked(image: np.ndarray, fail) -> np.ndarray:
         raise fail(f"expected a float array with values in [0, 1], got {a.dtype}")
     if not np.isfinite(a).all():
         raise fail("image contains NaN or infinite values")
-    return np.clip(a.astype(np.float32, copy=False), 0, 1)
+    a = a.astype(np.float32, copy=False)
+    return a if a.min() >= 0 and a.max() <= 1 else np.clip(a, 0, 1)  # no copy when already in range
 
 
-def _quantize(arr: np.ndarray, bits: int) -> np.ndarray:
-    scale = (1 << bits) - 1
-    return np.floor(arr * np.float32(scale) + np.float32(0.5)).astype(np.uint8 if bits == 8 else np.uint16)
+def _quantize(arr: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:
+    """floor(arr * (2^bits - 1) + 0.5) as uint8/uint16, a band of rows at a time (small temporaries)."""
+    scale = np.float32((1 << bits) - 1)
+    out = np.empty(arr.shape, np.uint8 if bits == 8 else np.uint16)
+    for i in range(0, arr.shape[0], rows):
+        out[i : i + rows] = np.floor(arr[i : i + rows] * scale + np.float32(0.5))
+    return out
 
 
 def _encode(f: BinaryIO, fmt: str, arr: np.ndarray, depth: int, info: ImageInfo, quality: int) -> None:

@@ -73,10 +73,10 @@ class OrtRestorer(Restorer):
         self.model = None
         self.device = torch.device("cpu")
         self.steps, self.sampler, self.seed = int(self.meta.get("steps", 1)), self.meta.get("sampler", "euler"), 0
-        self.tile, self.overlap = tile, overlap
+        self.tile, self.overlap, self.max_memory = tile, overlap, None
 
-    def _run(self, y: torch.Tensor, dc: Projection | None) -> torch.Tensor:
-        """y (B, 3, H, W) float32 -> restoration (B, 3, H, W), one session run."""
+    def _run(self, y: torch.Tensor, dc: Projection | None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """y (B, 3, H, W) float32 -> restoration (B, 3, H, W), one session run (exports have no noise source)."""
         if dc is not None:
             raise ValueError("data-consistency hooks need the torch backend")
         x = np.ascontiguousarray(y.detach().cpu().numpy(), dtype=np.float32)

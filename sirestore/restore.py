@@ -12,49 +12,14 @@ from PIL import Image
 from sirestore.checkpoint import load_weights
 from sirestore.model import FlowModel
 from sirestore.sampler import STEPS, Projection, sample
+from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, restore_tiled, tile_starts
+
+__all__ = ["Restorer", "axis_weights", "check_tile", "default_weights", "restore_float_image", "tile_starts"]
 
 
 def default_weights() -> Path:
     """Path of the shipped weights."""
     return Path(str(resources.files("sirestore") / "weights" / "default.safetensors"))
-
-
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of length `tile` covering [0, size) with at least `overlap` shared."""
-    if size <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
-
-
-def _ramp(n: int, overlap: int, rise: bool, fall: bool) -> torch.Tensor:
-    """1-D blending weights: zero over a margin of overlap/4 pixels at a side shared with a
-    neighbouring tile (where the tile's own border effects live), then a raised cosine up to
-    one at `overlap`; flat at the image border."""
-    r = torch.ones(n)
-    margin = overlap // 4
-    k = min(overlap, n // 2) - margin
-    if k <= 0:
-        return r
-    edge = torch.cat([torch.zeros(margin), 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(k) + 0.5) / k)])
-    if rise:
-        r[: edge.numel()] = edge
-    if fall:
-        r[n - edge.numel() :] = edge.flip(0)
-    return r
-
-
-def blend_window(h: int, w: int, overlap: int, sides: tuple[bool, bool, bool, bool] = (True,) * 4) -> torch.Tensor:
-    """(1, 1, h, w) tile weights; `sides` (top, bottom, left, right) tells which sides have a neighbour."""
-    top, bottom, left, right = sides
-    return (_ramp(h, overlap, top, bottom)[:, None] * _ramp(w, overlap, left, right)[None, :])[None, None]
-
-
-def check_tile(tile: int | None, overlap: int) -> None:
-    """Raise ValueError unless a tile size leaves room for the blending margins."""
-    if tile is not None and tile < 2 * overlap + 16:
-        raise ValueError(f"tile must be at least {2 * overlap + 16} pixels (twice the overlap plus 16)")
 
 
 class Restorer:
@@ -63,6 +28,8 @@ class Restorer:
     Accepts numpy arrays (H x W [x C], uint8 / uint16 / float in [0, 1]), PIL images and
     torch tensors ((C, H, W) or (B, C, H, W) float in [0, 1]) and returns the same kind.
     Gray images run as three equal channels; an alpha channel is passed through unchanged.
+    `tile` fixes the tile size; `max_memory` (bytes, or a size such as "1GB") instead chooses
+    tiles from an estimate of the memory needed, only when the whole image does not fit.
     """
 
     def __init__(
@@ -75,12 +42,16 @@ class Restorer:
         overlap: int = 32,
         device: str | torch.device = "cpu",
         model: FlowModel | None = None,
+        max_memory: int | str | None = None,
     ) -> None:
         if steps < 1:
             raise ValueError("steps must be >= 1")
         if sampler not in STEPS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(STEPS)}")
         check_tile(tile, overlap)
+        if tile is not None and max_memory is not None:
+            raise ValueError("give a tile size or a memory limit, not both")
+        self.max_memory = None if max_memory is None else parse_size(max_memory)
         self.device = torch.device(device)
         self.weights = None if model is not None else Path(weights) if weights else default_weights()
         self.model = (model if model is not None else load_weights(self.weights)).to(self.device).eval()
@@ -89,39 +60,46 @@ class Restorer:
         self.steps, self.sampler, self.seed = steps, sampler, seed
         self.tile, self.overlap = tile, overlap
 
+    def plan(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+        """Tile (th, tw) used for a (B, C, H, W) image, or None when it runs whole."""
+        h, w = shape[-2:]
+        if self.tile:
+            return (min(self.tile, h), min(self.tile, w)) if max(h, w) > self.tile else None
+        if self.max_memory is None:
+            return None
+        if self.model is None:
+            raise ValueError("a memory limit needs the torch backend; give a tile size instead")
+        return plan_tiles(self.model.cfg, tuple(shape), self.max_memory, self.overlap, self.sampler)
+
     @torch.no_grad()
     def restore_tensor(self, y: torch.Tensor, dc: Projection | None = None) -> torch.Tensor:
         """Restore a batch y (B, C, H, W), C = 1 or 3, float (not necessarily in [0, 1])."""
+        return self._restore(y, dc).contiguous()
+
+    def _restore(self, y: torch.Tensor, dc: Projection | None = None) -> torch.Tensor:
+        """restore_tensor without the final copy to contiguous memory: (B, C, H, W), any layout."""
         if y.dim() != 4 or y.shape[1] not in (1, 3):
             raise ValueError(f"expected (B, 1 or 3, H, W), got {tuple(y.shape)}")
+        tile = self.plan(y.shape)
+        if tile is not None:
+            b, _, h, w = y.shape
+            noise = None  # a noise source: the untiled path's draw, cropped per tile
+            if self.model is not None and self.model.cfg.source_is_noise:
+                noise = torch.randn((b, 3, h, w), generator=torch.Generator().manual_seed(self.seed))
+            y = y.to(self.device) if y.dtype in (torch.float32, torch.float64) else y.to(self.device, torch.float32)
+            return restore_tiled(lambda t, n: self._run(t, dc, n), y, tile, self.overlap, noise).to(y.device)
         gray = y.shape[1] == 1
         y3 = y.expand(-1, 3, -1, -1) if gray else y
         y3 = y3.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-        if self.tile and max(y3.shape[-2:]) > self.tile:
-            out = self._tiled(y3, dc)
-        else:
-            out = self._run(y3, dc)
+        out = self._run(y3, dc)
         out = out.mean(1, keepdim=True) if gray else out
-        return out.to(y.device).contiguous()
+        return out.to(y.device)
 
-    def _run(self, y: torch.Tensor, dc: Projection | None) -> torch.Tensor:
+    def _run(self, y: torch.Tensor, dc: Projection | None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The sampler on y (B, 3, H, W); `noise` (B, 3, H, W) replaces the seeded draw of a noise source."""
         gen = torch.Generator().manual_seed(self.seed)
-        return sample(self.model, y, steps=self.steps, step=STEPS[self.sampler], gen=gen, dc=dc)
-
-    def _tiled(self, y: torch.Tensor, dc: Projection | None) -> torch.Tensor:
-        """Overlapping tiles blended with a raised-cosine window (memory ~ one tile)."""
-        _, _, h, w = y.shape
-        th, tw = min(self.tile, h), min(self.tile, w)
-        out = torch.zeros_like(y)
-        weight = torch.zeros_like(y[:, :1])
-        for top in tile_starts(h, th, self.overlap):
-            for left in tile_starts(w, tw, self.overlap):
-                sides = (top > 0, top + th < h, left > 0, left + tw < w)
-                win = blend_window(th, tw, self.overlap, sides).to(y)
-                patch = self._run(y[..., top : top + th, left : left + tw], dc)
-                out[..., top : top + th, left : left + tw] += patch * win
-                weight[..., top : top + th, left : left + tw] += win
-        return out / weight
+        step = STEPS[self.sampler]
+        return sample(self.model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise)
 
     def __call__(self, image: np.ndarray | Image.Image | torch.Tensor):
         """Restore one image given as numpy, PIL or torch; returns the same type and layout."""
@@ -134,6 +112,16 @@ class Restorer:
         if isinstance(image, np.ndarray):
             return _restore_numpy(self, image)
         raise TypeError(f"cannot restore an object of type {type(image).__name__}")
+
+
+def restore_float_image(restorer: Restorer, image: np.ndarray) -> np.ndarray:
+    """H x W x C float32 (C = 1 or 3) -> the restoration, H x W x C float32 clamped to [0, 1].
+
+    Memory-lean: the input is viewed (not copied) as a channels-last tensor and, in tiles,
+    the output is the only other full-size buffer."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    out = restorer._restore(x)[0].clamp_(0, 1).permute(1, 2, 0)
+    return out.contiguous().numpy()
 
 
 def _restore_numpy(restorer: Restorer, image: np.ndarray) -> np.ndarray:

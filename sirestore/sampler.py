@@ -104,9 +104,15 @@ def sample(
     gen: torch.Generator | None = None,
     dc: Projection | None = None,
     noise_scale: float = 1.0,
+    x_start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Restore y (B, C, H, W): integrate from the source at t = 0 to t = 1 in `steps` steps."""
-    x_t = _noise(y, gen) if model.cfg.source_is_noise else y
+    """Restore y (B, C, H, W): integrate from the source at t = 0 to t = 1 in `steps` steps.
+
+    For a noise source, `x_start` (B, C, H, W) is the starting noise (drawn from `gen` when None)."""
+    if model.cfg.source_is_noise:
+        x_t = _noise(y, gen) if x_start is None else x_start.to(y.device, y.dtype)
+    else:
+        x_t = y
     ctx = StepContext(x_0=None if model.cfg.source_is_noise else y, gen=gen, dc=dc, noise_scale=noise_scale)
     grid = time_grid(steps).tolist()
     for t, t_next in zip(grid[:-1], grid[1:]):

@@ -143,13 +143,13 @@ class Service:
         self.queue.put(job)
         return job
 
-    def _evaluations(self, h: int, w: int, steps: int) -> int:
+    def _evaluations(self, h: int, w: int, channels: int, steps: int) -> int:
         """Network evaluations of one restore: tiles x steps (the sampler is Euler)."""
         r = self.restorer
-        if not r.tile or max(h, w) <= r.tile:
+        tile = r.plan((1, channels, h, w))
+        if tile is None:
             return steps
-        th, tw = min(r.tile, h), min(r.tile, w)
-        return len(tile_starts(h, th, r.overlap)) * len(tile_starts(w, tw, r.overlap)) * steps
+        return len(tile_starts(h, tile[0], r.overlap)) * len(tile_starts(w, tile[1], r.overlap)) * steps
 
     def _work(self) -> None:
         while True:
@@ -161,7 +161,7 @@ class Service:
             job.state, job.started, self.current = "running", time.monotonic(), job
         try:
             self.restorer.steps = job.steps
-            job.total = self._evaluations(*job.image.shape[:2], job.steps)
+            job.total = self._evaluations(*job.image.shape[:3], job.steps)
             restored = from_tensor(self.restorer.restore_tensor(to_tensor(job.image)))
             with tempfile.TemporaryDirectory(prefix="sirestore-serve-") as tmp:
                 write_image(Path(tmp) / "result.png", restored, job.info)  # 16 bit and alpha kept

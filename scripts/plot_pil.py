@@ -1,0 +1,89 @@
+"""A small log-log line plot drawn with Pillow (no matplotlib): series of (x, y) points, axes, ticks, legend."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+COLORS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def _decades(lo: float, hi: float) -> list[float]:
+    """Tick values 1, 2, 5 x 10^k spanning [lo, hi]."""
+    ticks = []
+    for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        ticks += [m * 10.0**k for m in (1, 2, 5) if lo <= m * 10.0**k <= hi]
+    return ticks
+
+
+def loglog_plot(
+    series: dict[str, list[tuple[float, float]]],
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    xticks: list[float] | None = None,
+    size: tuple[int, int] = (1000, 640),
+) -> None:
+    """Write a PNG: one coloured line with points per series (log x, log y), legend on the right."""
+    width, height = size
+    left, right, top, bottom = 90, 330, 50, 70
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    font, small = _font(16), _font(13)
+    pts = [p for s in series.values() for p in s if p[0] > 0 and p[1] > 0]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = math.log10(min(xs)) - 0.05, math.log10(max(xs)) + 0.05
+    y0, y1 = math.log10(min(ys)) - 0.15, math.log10(max(ys)) + 0.15
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        px = left + (math.log10(x) - x0) / (x1 - x0) * (width - left - right)
+        py = height - bottom - (math.log10(y) - y0) / (y1 - y0) * (height - top - bottom)
+        return px, py
+
+    d.rectangle([left, top, width - right, height - bottom], outline="black")
+    for t in _decades(10**y0, 10**y1):
+        _, py = to_px(10**x0, t)
+        d.line([left, py, width - right, py], fill=(225, 225, 225))
+        d.text((left - 8, py), f"{t:g}", fill="black", font=small, anchor="rm")
+    for t in xticks or sorted(set(xs)):
+        px, _ = to_px(t, 10**y0)
+        d.line([px, top, px, height - bottom], fill=(225, 225, 225))
+        d.text((px, height - bottom + 8), f"{t:g}", fill="black", font=small, anchor="mt")
+    d.text(((left + width - right) / 2, 18), title, fill="black", font=font, anchor="mm")
+    d.text(((left + width - right) / 2, height - 25), xlabel, fill="black", font=font, anchor="mm")
+    label = Image.new("RGB", (height - top - bottom, 24), "white")
+    ImageDraw.Draw(label).text((label.width / 2, 12), ylabel, fill="black", font=font, anchor="mm")
+    img.paste(label.rotate(90, expand=True), (12, top))
+    for i, (name, points) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        xy = [to_px(x, y) for x, y in sorted(points) if x > 0 and y > 0]
+        if len(xy) > 1:
+            d.line(xy, fill=color, width=3)
+        for px, py in xy:
+            d.ellipse([px - 5, py - 5, px + 5, py + 5], fill=color)
+        ly = top + 10 + 24 * i
+        d.line([width - right + 15, ly, width - right + 45, ly], fill=color, width=3)
+        d.ellipse([width - right + 25, ly - 5, width - right + 35, ly + 5], fill=color)
+        d.text((width - right + 52, ly), name, fill="black", font=small, anchor="lm")
+    img.save(path)
