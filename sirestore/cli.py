@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     s = sub.add_parser("serve", help="a local web page: drop an image, restore it, compare, download")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    host_help = "address to listen on (default 127.0.0.1, this machine only; any other prints a warning)"
+    s.add_argument("--host", default="127.0.0.1", help=host_help)
     s.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
     s.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
     s.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")

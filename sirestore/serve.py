@@ -5,16 +5,16 @@ reading at the upload limit, decodes the image with `read_image` (pixel limit; n
 truncated files refused with one readable line) and queues a job. One worker thread runs the jobs
 one at a time with the one shared model, counting network evaluations for the progress bar, and
 writes the result with `write_image` as PNG, so it matches `sirestore restore IN -o OUT.png`.
-Only the newest `keep` finished jobs stay in memory. Needs the `serve` extra.
+Only the newest `keep` finished jobs stay in memory. The limits on what a client sends (content
+type, upload size, file names, bind address) are in `serve_limits.py`. Needs the `serve` extra.
 """
 
 from __future__ import annotations
 
 import io
 import queue
-import re
 import secrets
-import socket
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +29,7 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -45,18 +46,19 @@ from sirestore.imageio import (
     write_image,
 )
 from sirestore.restore import Restorer, tile_starts
+from sirestore.serve_limits import (
+    ApiError,
+    NoSniff,
+    bind,
+    check_content_type,
+    client_name,
+    content_disposition,
+    read_body,
+)
 
 TASKS = {"auto": "auto (blind denoising)"}  # the tasks the model offers: id -> label shown on the page
 MAX_STEPS = 8
 MAX_PENDING = 4  # queued jobs accepted at once (each holds its decoded image)
-
-
-class ApiError(Exception):
-    """A problem reported to the page as JSON `{"error": message}` with an HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 @dataclass(eq=False)
@@ -202,26 +204,6 @@ class Service:
         }
 
 
-async def _read_body(request: Request, limit: int, name: str) -> bytes:
-    """The request body, refused (413) as soon as it is longer than `limit` bytes."""
-    too_big = ApiError(413, f"{name}: larger than the upload limit of {limit / 1e6:g} MB")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _download_name(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "image"
-    return f"{stem[:80]}_restored.png"
-
-
 def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int = 8) -> Starlette:
     """The web app: the page at `/`, the JSON API under `/api/`. `max_upload` is in bytes."""
     service = Service(restorer, max_pixels, max_upload, keep)
@@ -243,13 +225,14 @@ def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int =
 
     async def create_job(request: Request) -> JSONResponse:
         q = request.query_params
-        name = " ".join(q.get("name", "").split())[:200] or "upload"
+        name = client_name(q.get("name", ""))  # shown in messages and the download name, never a path
         if q.get("task", "auto") not in TASKS:
             raise ApiError(400, f"unknown task {q.get('task')!r}; choose from {', '.join(TASKS)}")
         steps = q.get("steps", "1")
         if not steps.isdigit() or not 1 <= int(steps) <= MAX_STEPS:
             raise ApiError(400, f"steps must be a whole number from 1 to {MAX_STEPS}")
-        data = await _read_body(request, max_upload, name)
+        check_content_type(request.headers.get("content-type"), name)  # decoding still decides
+        data = await read_body(request, max_upload, name)
         job = await run_in_threadpool(service.submit, data, name, int(steps))
         return JSONResponse(service.status(job), status_code=202)
 
@@ -263,15 +246,16 @@ def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int =
         job = job_of(request)
         if job.result is None:
             raise ApiError(409, f"the job is {job.state}, there is no result")
-        disposition = f'attachment; filename="{_download_name(job.name)}"'
-        return Response(job.result, media_type="image/png", headers={"Content-Disposition": disposition})
+        headers = {"Content-Disposition": content_disposition(job.name)}
+        return Response(job.result, media_type="image/png", headers=headers)
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, ApiError | HTTPException):  # handled outside the middleware: set it here
+            error = {"error": f"internal error ({type(exc).__name__})"}
+            return JSONResponse(error, status_code=500, headers={"X-Content-Type-Options": "nosniff"})
         if isinstance(exc, ApiError):
             return JSONResponse({"error": exc.message}, status_code=exc.status)
-        if isinstance(exc, HTTPException):
-            return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
     routes = [
         Route("/", index),
@@ -282,20 +266,20 @@ def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int =
         Route("/api/jobs/{job_id}/result.png", job_result),
     ]
     handlers = {ApiError: api_error, HTTPException: api_error, Exception: api_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    middleware = [Middleware(NoSniff)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.service = service
     return app
 
 
 def serve(restorer: Restorer, host: str, port: int, max_pixels: int, max_upload: int) -> None:
-    """Listen on host:port (OSError when it cannot) and serve until Ctrl-C."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family)
-    except OSError as err:
-        raise OSError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    """Listen on host:port (OSError when it cannot; one warning line when not loopback) until Ctrl-C."""
+    sock, warning = bind(host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     app = create_app(restorer, max_pixels, max_upload)
     shown_host = f"[{host}]" if ":" in host else host
     print(f"sirestore serve: http://{shown_host}:{sock.getsockname()[1]}/  (Ctrl-C to stop)", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])

@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -123,17 +124,18 @@ class Api:
     def __init__(self, app, port: int) -> None:
         self.app, self.port = app, port
 
-    def request(self, method: str, path: str, body=None) -> tuple[int, dict, bytes]:
+    def request(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         try:
-            conn.request(method, path, body=body, encode_chunked=body is not None and not isinstance(body, bytes))
+            chunked = body is not None and not isinstance(body, bytes)
+            conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
             response = conn.getresponse()
             return response.status, dict(response.headers), response.read()
         finally:
             conn.close()
 
-    def json(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        status, headers, data = self.request(method, path, body)
+    def json(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
+        status, headers, data = self.request(method, path, body, headers)
         assert headers["content-type"] == "application/json" and b"Traceback" not in data
         return status, json.loads(data)
 
@@ -157,9 +159,10 @@ def api(tiny_weights):
     thread.join(10)
 
 
-def _submit(api: Api, data, name: str = "a.png", steps: str = "1", task: str = "auto") -> tuple[int, dict]:
+def _submit(api: Api, data, name="a.png", steps="1", task="auto", content_type=None) -> tuple[int, dict]:
     query = urllib.parse.urlencode({"name": name, "steps": steps, "task": task})
-    return api.json("POST", f"/api/jobs?{query}", data)
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    return api.json("POST", f"/api/jobs?{query}", data, headers)
 
 
 def _wait(api: Api, job_id: str) -> dict:
@@ -233,3 +236,122 @@ def test_serve_port_in_use_is_one_line(tiny_weights, capsys):
         assert main(["serve", "--weights", str(tiny_weights), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and f"error: cannot listen on 127.0.0.1:{port}" in err
+
+
+# --- limits: content type, names, nosniff, bind address -----------------------------------------
+
+
+def test_api_content_type_filters_but_decoding_decides(api):
+    png = _png(np.zeros((8, 8, 3), np.uint8))
+    accepted = ["application/octet-stream", "image/png", "image/jpeg", "IMAGE/PNG; charset=binary", None]
+    for content_type in accepted:  # a PNG labelled image/jpeg is still a PNG: the bytes decide
+        code, job = _submit(api, png, "a.png", content_type=content_type)
+        assert code == 202, (content_type, job)
+        assert _wait(api, job["id"])["state"] == "done"
+    code, body = _submit(api, b"<svg xmlns='http://www.w3.org/2000/svg'/>", "x.svg", content_type="image/svg+xml")
+    assert code == 400 and body["error"] == "x.svg: not a recognised image file"  # the header is not enough
+    refused = ["text/plain", "application/json", "multipart/form-data; boundary=x", "image/", "text/html"]
+    for content_type in refused:
+        code, body = _submit(api, png, "a.png", content_type=content_type)
+        want = f"a.png: content type {content_type.split(';')[0]!r} refused; send the file's bytes as image/*"
+        assert code == 415 and body["error"].startswith(want), body
+
+
+def test_every_response_says_nosniff(api):
+    job = _submit(api, _png(np.zeros((8, 8, 3), np.uint8)))[1]
+    _wait(api, job["id"])
+    paths = ["/", "/api/info", f"/api/jobs/{job['id']}", f"/api/jobs/{job['id']}/input.png"]
+    paths += [f"/api/jobs/{job['id']}/result.png", "/api/jobs/0123456789abcdef", "/api/nothing"]
+    for path in paths:
+        assert api.request("GET", path)[1]["x-content-type-options"] == "nosniff", path
+    query = urllib.parse.urlencode({"name": "a.png"})
+    for status, headers, _ in [
+        api.request("POST", f"/api/jobs?{query}", b"x", {"Content-Type": "text/plain"}),
+        api.request("POST", f"/api/jobs?{query}", b"not an image"),
+        api.request("DELETE", "/api/info"),
+    ]:
+        assert status >= 400 and headers["x-content-type-options"] == "nosniff"
+
+
+HOSTILE_NAMES = {  # client's name -> the download's ASCII name
+    "../../etc/passwd": "passwd_restored.png",
+    "/etc/passwd.png": "passwd_restored.png",
+    "a/b\\c.png": "c_restored.png",
+    "..\\..\\boot.ini": "boot_restored.png",
+    'x"; filename="evil.sh': "x_filename_evil_restored.png",
+    "a\x00b\nc\r\n.png": "a_b_c_restored.png",
+    "new\nline.png": "new_line_restored.png",
+    "x" * 1000 + ".png": "x" * 80 + "_restored.png",
+    "фото.png": "image_restored.png",
+    "café 1.png": "caf_1_restored.png",
+    "\u202egnp.exe": "gnp_restored.png",
+    "": "image_restored.png",
+    "..": "image_restored.png",
+    ".png": "png_restored.png",
+    "/": "image_restored.png",
+}
+
+
+def test_download_name_is_never_a_path():
+    from sirestore.serve_limits import client_name, content_disposition
+
+    for raw, want in HOSTILE_NAMES.items():
+        for name in (raw, client_name(raw)):  # as given, and as the server keeps it
+            value = content_disposition(name)
+            m = re.fullmatch(
+                r'attachment; filename="([A-Za-z0-9._-]+)"(?:; filename\*=UTF-8\'\'([A-Za-z0-9%._-]+))?', value
+            )
+            assert m is not None, (raw, value)
+            assert name != raw or m.group(1) == want, (raw, value)
+            unicode_name = urllib.parse.unquote(m.group(2) or m.group(1))
+            assert unicode_name.endswith("_restored.png") and len(unicode_name) <= 80 + len("_restored.png")
+            assert not any(c in unicode_name for c in "/\\\"';") and unicode_name.isprintable(), value
+    assert content_disposition("фото.png") == (
+        "attachment; filename=\"image_restored.png\"; filename*=UTF-8''%D1%84%D0%BE%D1%82%D0%BE_restored.png"
+    )
+
+
+def test_api_download_name_of_hostile_names(api):
+    for name, want in [("../../etc/passwd", "passwd_restored.png"), ("a/b\\c\x00\n.png", "c_restored.png")]:
+        code, job = _submit(api, _png(np.zeros((8, 8), np.uint8)), name)
+        assert code == 202 and _wait(api, job["id"])["state"] == "done"
+        headers = api.request("GET", f"/api/jobs/{job['id']}/result.png")[1]
+        assert headers["content-disposition"] == f'attachment; filename="{want}"'
+    code, body = _submit(api, b"junk", "../../etc/passwd\x00\nx")
+    assert code == 400 and body["error"] == "../../etc/passwd? x: not a recognised image file"
+
+
+def test_bind_warns_when_not_loopback():
+    from sirestore.serve_limits import bind
+
+    for host in ("127.0.0.1", "localhost"):
+        sock, warning = bind(host, 0)
+        sock.close()
+        assert warning is None, host
+    sock, warning = bind("0.0.0.0", 0)
+    sock.close()
+    assert warning is not None and warning.startswith("warning: listening on 0.0.0.0, not only this machine")
+    assert "\n" not in warning
+    if socket.has_ipv6:
+        try:
+            sock, warning = bind("::1", 0)
+        except OSError:
+            pass  # no IPv6 loopback here
+        else:
+            sock.close()
+            assert warning is None
+
+
+@pytest.mark.parametrize("host", [None, "0.0.0.0"])
+def test_serve_warns_in_one_line_when_not_loopback(tiny_weights, capsys, monkeypatch, host):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)  # do not serve forever
+    args = ["serve", "--weights", str(tiny_weights), "--port", "0"] + (["--host", host] if host else [])
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"sirestore serve: http://{host or '127.0.0.1'}:")
+    if host is None:
+        assert err == ""
+    else:
+        assert len(err.strip().splitlines()) == 1 and err.startswith("warning: listening on 0.0.0.0")
