@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sirestore.fsutil import clean_stale_temps, shown
+from sirestore.fsutil import clean_stale_temps, first_line, shown
 from sirestore.imageio import (
     MAX_PIXELS,
     SUPPORTED_SUFFIXES,
@@ -118,6 +118,5 @@ def restore_files(restorer: Restorer, jobs: list[tuple[Path, Path]], max_pixels:
             bar.write(f"error: {err}", file=sys.stderr)
         except (OSError, RuntimeError, ValueError, MemoryError) as err:
             failed += 1
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            bar.write(f"error: {shown(src)}: {first}", file=sys.stderr)
+            bar.write(f"error: {shown(src)}: {first_line(err)}", file=sys.stderr)
     return failed

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sirestore.fsutil import shown, temp_path
+from sirestore.fsutil import first_line, one_line, shown, temp_path
 from sirestore.model import FlowModel, ModelConfig
 
 FORMAT = "sirestore-weights-1"
@@ -99,8 +99,7 @@ def load_weights(path: str | Path) -> FlowModel:
         model = FlowModel(ModelConfig.from_dict(json.loads(meta["config"])))
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise WeightsError(f"{path}: weights do not match this version of sirestore ({first})") from None
+        raise WeightsError(f"{path}: weights do not match this version of sirestore ({first_line(err)})") from None
     return model.eval()
 
 
@@ -200,7 +199,7 @@ def _read_checked(path: Path) -> tuple[dict | None, str | None]:
     try:
         state = load_checkpoint(path)
     except Exception as err:  # noqa: BLE001 - any failure to decode an untrusted file makes it unusable
-        return None, f"unreadable ({' '.join(str(err).split())[:200] or type(err).__name__})"
+        return None, f"unreadable ({one_line(err)[:200]})"
     missing = {"model", "ema", "opt", "gen", "step"} - set(state if isinstance(state, dict) else ())
     if missing:
         return None, f"not a sirestore checkpoint (no {', '.join(sorted(missing))})"

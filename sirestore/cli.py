@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from sirestore.fsutil import one_line
+
 
 class UsageError(Exception):
     """A command-line mistake reported as one line."""
@@ -318,17 +320,13 @@ COMMANDS = {
 }
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors (SpecError, WeightsError, ... are ValueErrors) give one line."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (UsageError, ValueError, OSError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(INTERRUPTED.get(args.command, "interrupted"), file=sys.stderr)
@@ -337,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SIRESTORE_DEBUG"):
             raise
         name = type(err).__name__
-        print(f"error: internal error ({name}: {_one_line(err)}); SIRESTORE_DEBUG=1 shows where", file=sys.stderr)
+        print(f"error: internal error ({name}: {one_line(err)}); SIRESTORE_DEBUG=1 shows where", file=sys.stderr)
         return 3
 
 

@@ -1,4 +1,5 @@
-"""File-system helpers for crash safety: temporary-file names, stale temporary files, printable paths.
+"""File-system helpers for crash safety: temporary-file names, stale temporary files, printable paths
+and one-line error messages.
 
 Every file sirestore writes goes first to a hidden temporary file next to it, named
 `.<name>.<pid>.<random>.tmp`, and is then renamed into place, so a reader never sees a partial
@@ -70,6 +71,17 @@ def shown(path: str | Path | bytes) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def one_line(err: object, empty: str | None = None) -> str:
+    """The whole message of `err` on one line (runs of white space, newlines included, become one
+    space); `empty` (default: the type's name) when the message is blank."""
+    return " ".join(str(err).split()) or (type(err).__name__ if empty is None else empty)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when the message is blank."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def file_problem(path: str | Path) -> str | None:

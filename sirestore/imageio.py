@@ -38,7 +38,7 @@ import torch
 from PIL import Image, ImageCms, ImageFile, TiffImagePlugin, UnidentifiedImageError, features
 
 from sirestore import _imageio_png as png
-from sirestore.fsutil import file_problem, shown, temp_path
+from sirestore.fsutil import file_problem, one_line, shown, temp_path
 
 
 class ImageReadError(ValueError):
@@ -77,10 +77,6 @@ _DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, SyntaxError, ValueError,
 _DECODE_ERRORS += (TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError)  # Pillow, found by fuzzing
 
 
-def _one_line(problem: object) -> str:
-    return " ".join(str(problem).split()) or "unknown error"
-
-
 @contextmanager
 def _pillow_limits(max_pixels: int) -> Iterator[None]:
     """Pillow's bomb limit at `max_pixels` (its warning made an error), truncated files refused."""
@@ -105,7 +101,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
     path = Path(path)
 
     def fail(problem: object) -> ImageReadError:
-        return ImageReadError(f"{shown(path)}: {_one_line(problem)}")
+        return ImageReadError(f"{shown(path)}: {one_line(problem, empty='unknown error')}")
 
     try:
         problem = file_problem(path)
@@ -246,7 +242,7 @@ def write_image(path: str | Path, image: np.ndarray, info: ImageInfo, quality: i
     path = Path(path)
 
     def fail(problem: object) -> ImageWriteError:
-        return ImageWriteError(f"{shown(path)}: {_one_line(problem)}")
+        return ImageWriteError(f"{shown(path)}: {one_line(problem, empty='unknown error')}")
 
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:

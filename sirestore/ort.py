@@ -15,7 +15,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from sirestore.fsutil import file_problem, shown
+from sirestore.fsutil import file_problem, first_line, shown
 from sirestore.restore import Restorer, check_tile
 from sirestore.sampler import Projection
 
@@ -49,8 +49,7 @@ def load_session(path: str | Path, threads: int | None = None) -> tuple[object, 
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise OnnxError(f"{shown(path)}: not a readable ONNX model ({first})") from None
+        raise OnnxError(f"{shown(path)}: not a readable ONNX model ({first_line(err)[:200]})") from None
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if meta.get("format") != FORMAT:
         raise OnnxError(f"{shown(path)}: not a sirestore ONNX export (format {meta.get('format')!r})")
@@ -83,6 +82,5 @@ class OrtRestorer(Restorer):
         try:
             out = self.session.run(["x"], {"y": x})[0]
         except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise RuntimeError(f"onnxruntime failed: {first}") from None
+            raise RuntimeError(f"onnxruntime failed: {first_line(err)[:200]}") from None
         return torch.from_numpy(out)

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from sirestore.fsutil import shown
+from sirestore.fsutil import one_line, shown
 from sirestore.imageio import (
     SUPPORTED_SUFFIXES,
     ImageInfo,
@@ -79,10 +79,6 @@ class Job:
     started: float | None = None
     finished: float | None = None
     size: tuple[int, int] = field(default=(0, 0))  # width, height
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _png(arr: np.ndarray, alpha: np.ndarray | None) -> bytes:
@@ -171,9 +167,9 @@ class Service:
             job.state = "done"
         except Exception as err:  # noqa: BLE001 - reported on the page as one line
             if isinstance(err, ImageWriteError):
-                problem = _one_line(err).split(": ", 1)[-1]  # drop the temporary file's name
+                problem = one_line(err).split(": ", 1)[-1]  # drop the temporary file's name
             elif isinstance(err, ValueError | RuntimeError | MemoryError | OSError):
-                problem = _one_line(err)
+                problem = one_line(err)
             else:
                 problem = f"internal error ({type(err).__name__})"
             job.error, job.state = f"{job.name}: {problem}", "error"

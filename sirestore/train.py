@@ -32,7 +32,7 @@ from sirestore.checkpoint import (
 from sirestore.config import TrainConfig
 from sirestore.data import CropSampler, load_folder, read_exclude_list
 from sirestore.degrade import parse_spec
-from sirestore.fsutil import clean_stale_temps
+from sirestore.fsutil import clean_stale_temps, first_line
 from sirestore.loss import flow_loss
 from sirestore.metrics import psnr
 from sirestore.model import FlowModel
@@ -108,8 +108,7 @@ def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generat
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"][rank])
     except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{out}: the checkpoint does not match this config ({first})") from None
+        raise CheckpointError(f"{out}: the checkpoint does not match this config ({first_line(err)})") from None
     return int(state["step"])
 
 
