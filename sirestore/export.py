@@ -61,12 +61,9 @@ def net_at(net: UNet, t: float) -> UNet:
     emb = net.time(torch.full((1,), t))  # (1, emb_dim)
     for block in frozen.modules():
         if isinstance(block, InvertedResidual) and block.film is not None:
-            scale, shift = block.film(emb)[0].chunk(2)  # (C,), (C,)
-            w, b = block.expand.weight, block.expand.bias  # (O, C / groups, 1, 1), (O,)
-            group = torch.arange(w.shape[0]) // (w.shape[0] // block.groups)  # group of each output
-            scale, shift = (1 + scale).view(block.groups, -1)[group], shift.view(block.groups, -1)[group]
-            b.copy_(b + (w[:, :, 0, 0] * shift).sum(1))
-            w.mul_(scale[:, :, None, None])
+            w, b = block.folded_expansion(emb)
+            block.expand.weight.copy_(w)
+            block.expand.bias.copy_(b)
             block.film = None
     return frozen
 

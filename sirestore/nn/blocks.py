@@ -95,14 +95,21 @@ class InvertedResidual(nn.Module):
         h = self.attn(self.gate(self.dw(h)))
         return x + self.project(h) * self.beta
 
+    def folded_expansion(self, emb: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the expansion conv with the FiLM affine of one time, emb (1, emb_dim),
+        folded in: conv(norm(x) (1 + scale) + shift) = conv'(norm(x)). Any `groups`."""
+        w, b = self.expand.weight, self.expand.bias  # (O, C / groups, 1, 1), (O,)
+        if self.film is None or emb is None:
+            return w, b
+        scale, shift = self.film(emb[:1])[0].chunk(2)  # (C,), (C,)
+        group = torch.arange(w.shape[0], device=w.device) // (w.shape[0] // self.groups)  # of each output
+        scale, shift = (1 + scale).view(self.groups, -1)[group], shift.view(self.groups, -1)[group]
+        return w * scale[:, :, None, None], b + (w[:, :, 0, 0] * shift).sum(1)
+
     def _folded(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
         """Inference with one time for the whole batch: the FiLM affine is folded into the
         expansion weights and beta into the projection (the same function, fewer passes)."""
-        w, b = self.expand.weight, self.expand.bias
-        if self.film is not None and emb is not None:
-            scale, shift = self.film(emb[:1]).chunk(2, dim=1)
-            b = b + w[:, :, 0, 0] @ shift[0]
-            w = w * (1 + scale).view(1, -1, 1, 1)
+        w, b = self.folded_expansion(emb)
         h = self.attn(self.gate(self.dw(F.conv2d(self.norm(x), w, b))))
         beta = self.beta.view(-1)
         return x + F.conv2d(h, self.project.weight * beta.view(-1, 1, 1, 1), self.project.bias * beta)
