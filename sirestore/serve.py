@@ -40,12 +40,10 @@ from sirestore.imageio import (
     ImageInfo,
     ImageReadError,
     ImageWriteError,
-    from_tensor,
     read_image,
-    to_tensor,
     write_image,
 )
-from sirestore.restore import Restorer, tile_starts
+from sirestore.restore import Restorer, restore_float_image, tile_starts
 from sirestore.serve_limits import (
     ApiError,
     NoSniff,
@@ -160,7 +158,7 @@ class Service:
         try:
             self.restorer.steps = job.steps
             job.total = self._evaluations(*job.image.shape[:3], job.steps)
-            restored = from_tensor(self.restorer.restore_tensor(to_tensor(job.image)))
+            restored = restore_float_image(self.restorer, job.image)  # as `sirestore restore` does
             with tempfile.TemporaryDirectory(prefix="sirestore-serve-") as tmp:
                 write_image(Path(tmp) / "result.png", restored, job.info)  # 16 bit and alpha kept
                 job.result = (Path(tmp) / "result.png").read_bytes()
