@@ -114,3 +114,30 @@ def test_folded_inference_matches_training_path(tiny_model, channels_last):
         assert torch.allclose(model(xin, t, xin), ref, atol=1e-5)
         mixed = model(xin, torch.tensor([0.3, 0.6]), xin)  # different times: the unfolded path
     assert torch.allclose(mixed[0], ref[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("same_tensor", [True, False])
+def test_single_image_inference_matches_training_path(tiny_model, same_tensor):
+    # batch 1: the channel attention's scale is folded into the projection; x_t is y: one stem input
+    x = torch.rand(1, 3, 20, 36).contiguous(memory_format=torch.channels_last)
+    y = x if same_tensor else x.clone()
+    t = torch.full((1,), 0.0)
+    with torch.enable_grad():
+        ref = tiny_model(x, t, x.clone()).detach()
+    with torch.no_grad():
+        assert torch.allclose(tiny_model(x, t, y), ref, atol=1e-5)
+
+
+def test_strided_convs_equal_unshuffle_then_conv():
+    from torch.nn import functional as F
+
+    from sirestore.nn.blocks import Down
+    from sirestore.nn.unet import _stem_weight
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 12, 16, generator=gen)
+    down = Down(5, 7)
+    assert torch.allclose(down(x), down.conv(F.pixel_unshuffle(x, 2)), atol=1e-5)
+    w, b = torch.randn(4, 20, 3, 3, generator=gen), torch.randn(4, generator=gen)
+    ref = F.conv2d(F.pixel_unshuffle(x, 2), w, b, padding=1)
+    assert torch.allclose(F.conv2d(x, _stem_weight(w), b, stride=2, padding=2), ref, atol=1e-5)

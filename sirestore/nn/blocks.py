@@ -33,13 +33,19 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.standardize(x, self.weight.view(-1), self.bias.view(-1))
+
+    def standardize(self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None):
+        """(x - mean) / std over channels, then the affine (C,) weight and bias when given."""
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             # channels-last memory: the channel axis is innermost, so one fused layer_norm does it
-            w, b = self.weight.view(-1), self.bias.view(-1)
-            return F.layer_norm(x.permute(0, 2, 3, 1), w.shape, w, b, self.eps).permute(0, 3, 1, 2)
+            return F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape[1:2], weight, bias, self.eps).permute(
+                0, 3, 1, 2
+            )
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        h = (x - mean) * torch.rsqrt(var + self.eps)
+        return h if weight is None else h * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
 class SimpleGate(nn.Module):
@@ -59,8 +65,11 @@ class ChannelAttention(nn.Module):
         self.excite = nn.Conv2d(channels // reduction, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = F.relu(self.squeeze(x.mean((2, 3), keepdim=True)))
-        return x * torch.sigmoid(self.excite(s))
+        return x * self.scale(x)
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel scale of x (B, C, H, W): (B, C, 1, 1) in (0, 1)."""
+        return torch.sigmoid(self.excite(F.relu(self.squeeze(x.mean((2, 3), keepdim=True)))))
 
 
 class InvertedResidual(nn.Module):
@@ -107,12 +116,22 @@ class InvertedResidual(nn.Module):
         return w * scale[:, :, None, None], b + (w[:, :, 0, 0] * shift).sum(1)
 
     def _folded(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        """Inference with one time for the whole batch: the FiLM affine is folded into the
-        expansion weights and beta into the projection (the same function, fewer passes)."""
-        w, b = self.folded_expansion(emb)
-        h = self.attn(self.gate(self.dw(F.conv2d(self.norm(x), w, b))))
-        beta = self.beta.view(-1)
-        return x + F.conv2d(h, self.project.weight * beta.view(-1, 1, 1, 1), self.project.bias * beta)
+        """Inference with one time for the whole batch (groups = 1): the same function in fewer
+        passes over memory. The norm's affine and FiLM are folded into the expansion weights,
+        beta into the projection, and, for a single image outside tracing, the channel
+        attention's scale too (it multiplies the projection's input channels)."""
+        w, b = self.folded_expansion(emb)  # (O, C, 1, 1), (O,)
+        b = b + (w[:, :, 0, 0] * self.norm.bias.view(1, -1)).sum(1)
+        w = w * self.norm.weight.view(1, -1, 1, 1)
+        h = self.gate(self.dw(F.conv2d(self.norm.standardize(x), w, b)))
+        scale = self.attn.scale(h)  # (B, hidden, 1, 1)
+        beta = self.beta.view(-1, 1, 1, 1)
+        wp, bp = self.project.weight * beta, self.project.bias * beta.view(-1)
+        if h.shape[0] == 1 and not torch.jit.is_tracing():
+            wp = wp * scale.view(1, -1, 1, 1)
+        else:
+            h = h * scale
+        return x + F.conv2d(h, wp, bp)
 
 
 def time_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
@@ -136,14 +155,17 @@ class TimeMLP(nn.Module):
 
 
 class Down(nn.Module):
-    """Halve the resolution: pixel-unshuffle x2 then a 1x1 conv to the next width."""
+    """Halve the resolution: pixel-unshuffle x2 then a 1x1 conv to the next width (run as one conv)."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(4 * c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pixel_unshuffle(x, 2))
+        # = conv(pixel_unshuffle(x, 2)): the 1x1 weights over the 4 sub-pixels of each input
+        # channel are a 2x2 stride-2 kernel, which skips the unshuffle's pass over memory
+        o, c4 = self.conv.weight.shape[:2]
+        return F.conv2d(x, self.conv.weight.view(o, c4 // 4, 2, 2), self.conv.bias, stride=2)
 
 
 class Up(nn.Module):

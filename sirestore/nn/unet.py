@@ -71,18 +71,30 @@ class UNet(nn.Module):
         h0, w0 = x_t.shape[-2:]
         m = self.multiple
         pad = (0, (-w0) % m, 0, (-h0) % m)
-        inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
         if self.cfg.cond_channels and cond is None:
             raise ValueError(f"this network needs a condition with {self.cfg.cond_channels} channels")
-        inp = _pad(inp, pad)
         emb = self.time(t.expand(x_t.shape[0])) if self.time is not None else None
-        out = self.body(inp, emb)[..., :h0, :w0]
+        if cond is x_t and not torch.is_grad_enabled():
+            # x_t = y (the first step of a bridge): the stem's two input halves see the same image,
+            # so their weights add up and the input is neither concatenated nor read twice
+            w = _stem_weight(self.stem.weight)
+            n = self.cfg.channels
+            h = F.conv2d(_pad(x_t, pad), w[:, :n] + w[:, n:], self.stem.bias, stride=2, padding=2)
+            out = self.trunk(h, emb)
+        else:
+            inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
+            out = self.body(_pad(inp, pad), emb)
+        out = out[..., :h0, :w0]
         return x_t + out if self.cfg.residual else out
 
     def body(self, inp: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
         """The network on a padded input: inp (B, C + Cc, H, W) with H, W multiples of `multiple`,
         emb (B or 1, emb_dim) or None -> (B, C, H, W), before cropping and the residual."""
-        h = self.stem(F.pixel_unshuffle(inp, 2))
+        # the stem, a 3x3 conv after pixel-unshuffle x2, runs as the equal 6x6 stride-2 conv
+        return self.trunk(F.conv2d(inp, _stem_weight(self.stem.weight), self.stem.bias, stride=2, padding=2), emb)
+
+    def trunk(self, h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        """Everything after the stem: h (B, widths[0], H/2, W/2) -> (B, C, H, W)."""
         skips = []
         for blocks, down in zip(self.encoders, self.downs):
             for block in blocks:
@@ -96,6 +108,14 @@ class UNet(nn.Module):
             for block in blocks:
                 h = block(h, emb)
         return F.pixel_shuffle(self.head(h), 2)
+
+
+def _stem_weight(w: torch.Tensor) -> torch.Tensor:
+    """(O, 4 Cin, 3, 3) weights of a 3x3 conv after pixel-unshuffle x2 -> (O, Cin, 6, 6) weights of
+    the same map as a stride-2 conv with padding 2 on the full-resolution input. Unshuffled channel
+    c * 4 + 2 a + b holds sub-pixel (a, b) of channel c; tap (i, j) of it lands on (2 i + a, 2 j + b)."""
+    o, c4 = w.shape[:2]
+    return w.view(o, c4 // 4, 2, 2, 3, 3).permute(0, 1, 4, 2, 5, 3).reshape(o, c4 // 4, 6, 6)
 
 
 def _pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
