@@ -35,7 +35,7 @@ from sirestore.degrade import parse_spec
 from sirestore.fsutil import clean_stale_temps, first_line
 from sirestore.loss import flow_loss
 from sirestore.metrics import psnr
-from sirestore.model import FlowModel
+from sirestore.model import FlowModel, ModelConfig
 from sirestore.path import sample_times
 from sirestore.sampler import sample
 
@@ -113,11 +113,29 @@ def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generat
 
 
 def _init_from(model: FlowModel, path: str) -> None:
-    """Copy the weights of a safetensors file into `model` (same architecture), for fine-tuning."""
+    """Copy the weights of a safetensors file into `model`, for fine-tuning.
+
+    The source may have fewer blocks per level than `model` (same everything else): the network
+    is grown, and as every block starts as the identity (beta = 0) the grown network starts as
+    the same function."""
     source = load_weights(path)
-    if source.cfg != model.cfg:
+    if not _can_grow(source.cfg, model.cfg):
         raise ValueError(f"{path}: init_weights has a different model config than this run")
-    model.load_state_dict(source.state_dict())
+    model.load_state_dict(source.state_dict(), strict=False)  # new blocks keep their identity init
+
+
+def _can_grow(src: ModelConfig, dst: ModelConfig) -> bool:
+    """True when dst equals src except for as many or more blocks at every level."""
+    a, b = src.to_dict(), dst.to_dict()
+    counts = ("enc_blocks", "dec_blocks", "mid_blocks")
+    na, nb = a.pop("net"), b.pop("net")
+    if a != b or {k: v for k, v in na.items() if k not in counts} != {k: v for k, v in nb.items() if k not in counts}:
+        return False
+    more = zip(
+        [na["mid_blocks"], *na["enc_blocks"], *na["dec_blocks"]],
+        [nb["mid_blocks"], *nb["enc_blocks"], *nb["dec_blocks"]],
+    )
+    return all(x <= y for x, y in more)
 
 
 def _truncate_log(path: Path, step: int) -> float:

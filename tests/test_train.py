@@ -11,11 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sirestore.checkpoint import load_weights
+from sirestore.checkpoint import load_weights, save_weights
 from sirestore.config import TrainConfig
-from sirestore.train import lr_at, train
+from sirestore.model import FlowModel
+from sirestore.nn.unet import UNetConfig
+from sirestore.train import _init_from, lr_at, train
 
-from .conftest import tiny_config
+from .conftest import randomize, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +113,23 @@ def test_init_weights_must_match_the_model(tmp_path):
     )
     with pytest.raises(ValueError, match="different model config"):
         train(other, progress=False)
+
+
+def test_init_weights_can_grow_the_network(tmp_path):
+    def shaped(**net) -> FlowModel:
+        return FlowModel(dataclasses.replace(tiny_config(), net=UNetConfig(**{**tiny_config().net.to_dict(), **net})))
+
+    small = randomize(FlowModel(tiny_config()))
+    path = tmp_path / "small.safetensors"
+    save_weights(small, path)
+    grown = shaped(dec_blocks=[2], mid_blocks=2)
+    _init_from(grown, str(path))  # new blocks: identity (beta = 0), so the same function
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        assert torch.allclose(grown.eval()(x, torch.zeros(1), x), small(x, torch.zeros(1), x), atol=1e-6)
+    for other in (shaped(dec_blocks=[0]), shaped(widths=[8, 24])):
+        with pytest.raises(ValueError, match="different model config"):
+            _init_from(other, str(path))
 
 
 def test_unknown_loss_is_refused(tmp_path):
