@@ -4,6 +4,11 @@ All act on (B, C, H, W) tensors of any float dtype; masks/kernels are broadcast 
 shared or given per image. `A_pinv` is the exact Moore-Penrose pseudo-inverse for masks and average-pooling
 downsampling; for blur (and kernel downsampling) it is the Tikhonov-regularised A^T (A A^T + eps I)^-1,
 computed in the Fourier domain, which tends to the pseudo-inverse as eps -> 0.
+
+Every operator also solves with its Gram matrix: `gram_inv(r, lam) = (A A^T + lam I)^-1 r` (closed form
+here: A A^T is diagonal in pixels or in the Fourier domain), hence `tikhonov(r, lam) = A^T (A A^T + lam I)^-1 r`,
+the step of the proximal operator of ||A x - y||^2 (see `sirestore.consistency`). Boundary-aware ("valid")
+versions, which need an iterative solve, are in `sirestore.degrade.boundary`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ import torch.nn.functional as F
 
 
 class LinearOperator:
-    """y = A x; subclasses implement A, A_T (adjoint) and A_pinv."""
+    """y = A x; subclasses implement A, A_T (adjoint), A_pinv and gram_inv.
+
+    `scale` is how many times larger the x grid is than the y grid (per side; downsampling only).
+    """
+
+    scale: int = 1
 
     def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802 - the usual notation
         """Forward operator: x (B, C, H, W) -> y."""
@@ -26,6 +36,14 @@ class LinearOperator:
     def A_pinv(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
         """(Regularised) pseudo-inverse: y -> (B, C, H, W)."""
         raise NotImplementedError
+
+    def gram_inv(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        """(A A^T + lam I)^-1 r for r shaped like y."""
+        raise NotImplementedError
+
+    def tikhonov(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        """A^T (A A^T + lam I)^-1 r = (A^T A + lam I)^-1 A^T r: y-shaped r -> (B, C, H, W)."""
+        return self.A_T(self.gram_inv(r, lam))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.A(x)
@@ -42,6 +60,9 @@ class Identity(LinearOperator):
 
     def A_pinv(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
         return y
+
+    def gram_inv(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        return r / (1 + lam)
 
 
 class MaskOperator(LinearOperator):
@@ -62,6 +83,11 @@ class MaskOperator(LinearOperator):
     def A_pinv(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
         m = self._m(y)
         return y * torch.where(m != 0, 1 / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(m))
+
+    def gram_inv(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        """r / (mask^2 + lam); where mask = 0 and lam = 0 (unobserved, no constraint) the result is 0."""
+        m2 = self._m(r) ** 2 + lam
+        return torch.where(m2 != 0, r / torch.where(m2 != 0, m2, torch.ones_like(m2)), torch.zeros_like(r))
 
 
 def otf(kernel: torch.Tensor, h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -88,10 +114,18 @@ class BlurOperator(LinearOperator):
     def __init__(self, kernel: torch.Tensor, eps: float = 1e-3) -> None:
         self.kernel = kernel
         self.eps = eps
+        self._spectra: dict[tuple, torch.Tensor] = {}  # per grid, dtype and device (iterative solvers reuse them)
 
     def spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """Kernel spectrum on x's grid: (1 or B, 1, H, W) complex."""
-        return otf(self.kernel, x.shape[-2], x.shape[-1], x.dtype, x.device)
+        return self.spectrum_on(x.shape[-2], x.shape[-1], x.dtype, x.device)
+
+    def spectrum_on(self, h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Kernel spectrum on an (h, w) grid, the last one cached: (1 or B, 1, h, w) complex."""
+        key = (h, w, dtype, device)
+        if key not in self._spectra:
+            self._spectra = {key: otf(self.kernel, h, w, dtype, device)}
+        return self._spectra[key]
 
     def _filter(self, x: torch.Tensor, symbol: torch.Tensor) -> torch.Tensor:
         return torch.fft.ifft2(torch.fft.fft2(x) * symbol).real.to(x.dtype)
@@ -103,8 +137,16 @@ class BlurOperator(LinearOperator):
         return self._filter(y, self.spectrum(y).conj())
 
     def A_pinv(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
-        k = self.spectrum(y)
-        return self._filter(y, k.conj() / (k.abs() ** 2 + self.eps))
+        return self.tikhonov(y, self.eps)
+
+    def gram_inv(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        """F^-1[R / (|K|^2 + lam)] (lam > 0 unless the kernel spectrum has no zeros)."""
+        return self._filter(r, 1 / (self.spectrum(r).abs() ** 2 + lam))
+
+    def tikhonov(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        """F^-1[conj(K) R / (|K|^2 + lam)], one filtering instead of two."""
+        k = self.spectrum(r)
+        return self._filter(r, k.conj() / (k.abs() ** 2 + lam))
 
 
 class DownsampleOperator(LinearOperator):
@@ -148,11 +190,18 @@ class DownsampleOperator(LinearOperator):
         s = self.scale
         if self.blur is None:
             return y.repeat_interleave(s, -2).repeat_interleave(s, -1)
-        h, w = y.shape[-2:]
-        k2 = otf(self.blur.kernel, h * s, w * s, y.dtype, y.device).abs() ** 2
+        return self.tikhonov(y, self.eps)
+
+    def gram_inv(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        """(A A^T + lam I)^-1 r: A A^T = I / scale^2 for average pooling; with a kernel it is diagonal in the
+        low-resolution Fourier domain with symbol mean over the scale^2 aliases of |K|^2."""
+        s = self.scale
+        if self.blur is None:
+            return r / (1 / s**2 + lam)
+        h, w = r.shape[-2:]
+        k2 = self.blur.spectrum_on(h * s, w * s, r.dtype, r.device).abs() ** 2
         symbol = k2.reshape(*k2.shape[:2], s, h, s, w).mean(dim=(2, 4))  # (1 or B, 1, h, w)
-        z = torch.fft.ifft2(torch.fft.fft2(y) / (symbol + self.eps)).real.to(y.dtype)
-        return self.blur.A_T(self._zero_fill(z))
+        return torch.fft.ifft2(torch.fft.fft2(r) / (symbol + lam)).real.to(r.dtype)
 
 
 def single(params: dict | list[dict]) -> dict:
