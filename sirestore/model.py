@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from sirestore.degrade.mixture import TASKS
+from sirestore.nn.taskenc import TaskEncoder, condition
 from sirestore.nn.unet import UNet, UNetConfig
 from sirestore.path import Interpolant
 
@@ -19,6 +21,8 @@ class ModelConfig:
     noise: float = 0.0  # interpolant noise s of gamma(t) = s sqrt(t(1-t)); 0 = straight bridge
     source_is_noise: bool = False  # noise -> clean path conditioned on y (else bridge from y)
     predict_velocity: bool = False  # the network outputs the velocity instead of x1_hat
+    detector: bool = False  # all-in-one: a TaskEncoder detects the degradation of y and conditions
+    # the network on it (needs net.task_dim = len(TASKS) + 1)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -37,22 +41,42 @@ class FlowModel(nn.Module):
         super().__init__()
         if cfg.source_is_noise and cfg.net.cond_channels == 0:
             raise ValueError("the noise -> clean path needs the observation as a condition")
+        if cfg.detector and cfg.net.task_dim != len(TASKS) + 1:
+            raise ValueError(f"a detector needs net.task_dim = {len(TASKS) + 1}, got {cfg.net.task_dim}")
         self.cfg = cfg
         self.net = UNet(cfg.net)
+        self.detector = TaskEncoder(len(TASKS)) if cfg.detector else None
         self.path = Interpolant(noise=cfg.noise, source_is_noise=cfg.source_is_noise)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x1_hat for x_t (B, C, H, W) at times t (B,) given the observation y (B, C, H, W).
 
-        raw=True returns the network output itself (x1_hat or the velocity, per the config).
+        raw=True returns the network output itself (x1_hat or the velocity, per the config). With a
+        detector, `task` (B, len(TASKS) + 1) is the conditioning vector (see `nn.taskenc.condition`);
+        None detects it from y.
         """
         cond = y if self.cfg.net.cond_channels else None
-        out = self.net(x_t, t, cond)
+        if self.detector is not None and task is None:
+            task = self.detect_condition(y)
+        out = self.net(x_t, t, cond, task)
         if raw:
             return out
         if self.cfg.predict_velocity:
             return self.path.x1_from_velocity(x_t, out, t)
         return out
+
+    def detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task probabilities (B, len(TASKS)) and noise level (B,) (0..255 scale) detected in y."""
+        if self.detector is None:
+            raise ValueError("this model has no degradation detector")
+        logits, sigma = self.detector(y)
+        return torch.sigmoid(logits), sigma
+
+    def detect_condition(self, y: torch.Tensor) -> torch.Tensor:
+        """The conditioning vector (B, len(TASKS) + 1) detected in y."""
+        return condition(*self.detect(y))
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """dx_t estimate at (x_t, t) given y."""

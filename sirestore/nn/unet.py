@@ -30,6 +30,8 @@ class UNetConfig:
     groups: int = 1  # groups of the 1x1 convs (channel shuffle follows when > 1)
     emb_dim: int = 64  # time-embedding width; 0 disables time conditioning
     residual: bool = True  # predict x1_hat = x_t + network output (bridge paths)
+    task_dim: int = 0  # size of a per-image conditioning vector (the degradation detector's), added to
+    # the time embedding by a zero-initialised linear map; 0 = none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +47,12 @@ class UNet(nn.Module):
         self.cfg = cfg
         w, e, d = cfg.widths, cfg.expand, cfg.emb_dim
         self.time = TimeMLP(d) if d > 0 else None
+        if cfg.task_dim and not d:
+            raise ValueError("task_dim needs a time embedding (emb_dim > 0) to add to")
+        self.task = nn.Linear(cfg.task_dim, d) if cfg.task_dim else None
+        if self.task is not None:  # no effect at initialisation: a grown denoiser starts as itself
+            nn.init.zeros_(self.task.weight)
+            nn.init.zeros_(self.task.bias)
         self.stem = nn.Conv2d(4 * (cfg.channels + cfg.cond_channels), w[0], 3, padding=1)
         self.encoders = nn.ModuleList(
             nn.ModuleList(InvertedResidual(w[i], e, d, cfg.groups) for _ in range(n))
@@ -67,13 +75,19 @@ class UNet(nn.Module):
         """Input height and width must be multiples of this (forward pads to it)."""
         return 2 ** len(self.cfg.widths)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x_t (B, C, H, W), t (B,), cond (B, Cc, H, W) or None, task (B, task_dim) or None (no
+        conditioning vector: the time embedding alone) -> (B, C, H, W)."""
         h0, w0 = x_t.shape[-2:]
         m = self.multiple
         pad = (0, (-w0) % m, 0, (-h0) % m)
         if self.cfg.cond_channels and cond is None:
             raise ValueError(f"this network needs a condition with {self.cfg.cond_channels} channels")
         emb = self.time(t.expand(x_t.shape[0])) if self.time is not None else None
+        if self.task is not None and task is not None:
+            emb = emb + self.task(task.to(emb.dtype))
         if cond is x_t and not torch.is_grad_enabled():
             # x_t = y (the first step of a bridge): the stem's two input halves see the same image,
             # so their weights add up and the input is neither concatenated nor read twice

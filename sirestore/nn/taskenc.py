@@ -1,0 +1,50 @@
+"""Degradation detector: a tiny CNN that tells which degradations an image has, and how noisy it is.
+
+y (B, 3, H, W) -> logits (B, T) of the tasks in `degrade.mixture.TASKS` (multi-label: mixtures have
+several) and the noise level (B,) on the 0..255 scale. Four stride-2 3x3 convolutions see the
+full-resolution pixels (noise and JPEG blocks vanish under downsampling), then mean and standard
+deviation pooling over the whole image, so any size works and the answer is one per image.
+Its output, `condition`, is what the restoration network is conditioned on (through FiLM).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SIGMA_SCALE = 50.0  # the noise level is predicted and fed to the network as sigma / SIGMA_SCALE
+
+
+class TaskEncoder(nn.Module):
+    """forward(y (B, C_in, H, W)) -> (logits (B, tasks), sigma (B,) on the 0..255 scale)."""
+
+    def __init__(self, tasks: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 48, 64)) -> None:
+        super().__init__()
+        layers, c = [], in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.GELU()]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(2 * c, 64), nn.GELU(), nn.Linear(64, tasks + 1))
+        self.tasks = tasks
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(y)
+        pooled = torch.cat([h.mean((2, 3)), h.std((2, 3), unbiased=False)], dim=1)
+        out = self.head(pooled)
+        return out[:, : self.tasks], F.softplus(out[:, self.tasks]) * SIGMA_SCALE
+
+
+def condition(probs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The network's conditioning vector: task probabilities (B, T) and noise level (B,) (0..255)
+    -> (B, T + 1)."""
+    return torch.cat([probs, (sigma / SIGMA_SCALE)[:, None]], dim=1)
+
+
+def forced(task_index: int, tasks: int, sigma: torch.Tensor) -> torch.Tensor:
+    """The conditioning vector (B, T + 1) of one known task (`restore --task`), with the detected
+    noise level sigma (B,)."""
+    probs = torch.zeros(sigma.shape[0], tasks, dtype=sigma.dtype, device=sigma.device)
+    probs[:, task_index] = 1.0
+    return condition(probs, sigma)

@@ -1,0 +1,68 @@
+"""The degradation detector and the network's conditioning on it."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from sirestore.degrade.mixture import TASKS
+from sirestore.model import FlowModel
+from sirestore.nn.taskenc import SIGMA_SCALE, TaskEncoder, condition, forced
+from sirestore.nn.unet import UNetConfig
+
+from .conftest import randomize, tiny_config
+
+T = len(TASKS)
+
+
+def _detecting(**kw) -> FlowModel:
+    cfg = tiny_config(detector=True)
+    return FlowModel(dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": T + 1}), **kw))
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (37, 53)])
+def test_encoder_shapes_and_positive_sigma(hw):
+    logits, sigma = TaskEncoder(T)(torch.rand(2, 3, *hw))
+    assert logits.shape == (2, T) and sigma.shape == (2,) and (sigma >= 0).all()
+
+
+def test_condition_and_forced():
+    probs, sigma = torch.rand(3, T), torch.tensor([0.0, 25.0, 50.0])
+    vec = condition(probs, sigma)
+    assert vec.shape == (3, T + 1) and torch.equal(vec[:, :T], probs)
+    assert torch.allclose(vec[:, T], sigma / SIGMA_SCALE)
+    one = forced(TASKS.index("jpeg"), T, sigma)
+    assert torch.equal(one[:, :T].sum(1), torch.ones(3)) and (one[:, TASKS.index("jpeg")] == 1).all()
+
+
+def test_detector_conditions_the_network():
+    model = randomize(_detecting())
+    y = torch.rand(2, 3, 16, 24)
+    t = torch.zeros(2)
+    with torch.no_grad():
+        detected = model(y, t, y)
+        assert torch.allclose(detected, model(y, t, y, task=model.detect_condition(y)), atol=1e-6)
+        jpeg = model(y, t, y, task=forced(TASKS.index("jpeg"), T, torch.zeros(2)))
+        rain = model(y, t, y, task=forced(TASKS.index("rain"), T, torch.zeros(2)))
+    assert (jpeg - rain).abs().max() > 1e-6  # the task changes the restoration
+    probs, sigma = model.detect(y)
+    assert probs.shape == (2, T) and ((probs >= 0) & (probs <= 1)).all() and sigma.shape == (2,)
+
+
+def test_zero_initialised_conditioning_has_no_effect():
+    model = _detecting().eval()  # fresh: the task map is zero, every block the identity
+    y = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        a = model(y, torch.zeros(1), y, task=forced(0, T, torch.zeros(1)))
+        b = model(y, torch.zeros(1), y, task=forced(1, T, torch.full((1,), 30.0)))
+    assert torch.equal(a, b)
+
+
+def test_config_mismatches_are_refused():
+    with pytest.raises(ValueError, match="task_dim"):
+        FlowModel(tiny_config(detector=True))
+    with pytest.raises(ValueError, match="emb_dim"):
+        cfg = tiny_config()
+        FlowModel(dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": 4, "emb_dim": 0})))
+    with pytest.raises(ValueError, match="no degradation detector"):
+        FlowModel(tiny_config()).detect(torch.rand(1, 3, 8, 8))
