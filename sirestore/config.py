@@ -20,6 +20,12 @@ class TrainConfig:
     exclude_list: str = "../shared/data/CBSD432/exclude_overlap_with_testsets.txt"  # ids left out
     val_count: int = 8  # last images of the first color folder held out for validation
     degradation: str = "awgn:sigma_max=55"  # training degradation spec (random levels)
+    mixture: dict[str, float] = field(default_factory=dict)  # all-in-one: spec -> weight; one spec is
+    # drawn per image (degrade.mixture.Mixture), replacing `degradation`
+    val_specs: list[str] = field(default_factory=list)  # more validation degradations, logged as val/<spec>
+    task_weight: float = 0.05  # weight of the detector's loss (BCE on the tasks + L1 on sigma / 50)
+    teacher_prob: float = 0.5  # probability that a batch conditions the network on its true degradation
+    # vector instead of the detected one (models with a detector)
     val_degradation: str = "awgn:sigma=25"  # degradation of the validation images
     gray_prob: float = 0.25  # probability that a batch is drawn from the gray folders
     patch: int = 96  # crop size in pixels (a multiple of 16)

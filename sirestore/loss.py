@@ -1,4 +1,5 @@
-"""The training objective: Charbonnier distance on the x_1 estimate (or on the velocity)."""
+"""The training objective: Charbonnier distance on the x_1 estimate (or on the velocity), and the
+degradation detector's loss for all-in-one models."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from sirestore.model import ModelConfig
+from sirestore.nn.taskenc import SIGMA_SCALE
 from sirestore.path import PathSample
 
 
@@ -23,12 +25,25 @@ DISTANCES = {"charbonnier": charbonnier, "mse": mse}
 
 
 def flow_loss(
-    model: nn.Module, cfg: ModelConfig, s: PathSample, y: torch.Tensor, distance: str = "charbonnier"
+    model: nn.Module,
+    cfg: ModelConfig,
+    s: PathSample,
+    y: torch.Tensor,
+    distance: str = "charbonnier",
+    task: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Loss of one path sample: the network's raw output against x_1 or against dx_t
     (velocity prediction), by a distance of DISTANCES. `model` is a FlowModel, possibly wrapped
-    for data parallelism."""
+    for data parallelism; `task` (B, T + 1) its conditioning vector (None: detected)."""
     if distance not in DISTANCES:
         raise ValueError(f"loss {distance!r}: expected one of {', '.join(DISTANCES)}")
     target = s.dx_t if cfg.predict_velocity else s.x_1
-    return DISTANCES[distance](model(s.x_t, s.t, y, raw=True), target)
+    return DISTANCES[distance](model(s.x_t, s.t, y, raw=True, task=task), target)
+
+
+def detector_loss(detection: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor, sigma: torch.Tensor):
+    """Binary cross-entropy of the task logits (B, T) against multi-hot labels (B, T), plus the
+    L1 error of the predicted noise level (B,) against the true one, both on the 0..255 scale / 50."""
+    logits, sigma_hat = detection
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits))
+    return bce + (sigma_hat - sigma.to(sigma_hat)).abs().mean() / SIGMA_SCALE

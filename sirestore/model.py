@@ -46,6 +46,7 @@ class FlowModel(nn.Module):
         self.cfg = cfg
         self.net = UNet(cfg.net)
         self.detector = TaskEncoder(len(TASKS)) if cfg.detector else None
+        self.detection: tuple[torch.Tensor, torch.Tensor] | None = None  # (logits, sigma) of the last forward
         self.path = Interpolant(noise=cfg.noise, source_is_noise=cfg.source_is_noise)
 
     def forward(
@@ -55,11 +56,15 @@ class FlowModel(nn.Module):
 
         raw=True returns the network output itself (x1_hat or the velocity, per the config). With a
         detector, `task` (B, len(TASKS) + 1) is the conditioning vector (see `nn.taskenc.condition`);
-        None detects it from y.
+        None detects it from y. The detector always runs (its output is kept in `detection`), so
+        that data-parallel training sees every parameter used.
         """
         cond = y if self.cfg.net.cond_channels else None
-        if self.detector is not None and task is None:
-            task = self.detect_condition(y)
+        if self.detector is not None:
+            logits, sigma = self.detector(y)
+            self.detection = (logits, sigma)  # for the detector's training loss
+            if task is None:
+                task = condition(torch.sigmoid(logits), sigma).detach()
         out = self.net(x_t, t, cond, task)
         if raw:
             return out

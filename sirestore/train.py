@@ -32,10 +32,12 @@ from sirestore.checkpoint import (
 from sirestore.config import TrainConfig
 from sirestore.data import CropSampler, load_folder, read_exclude_list
 from sirestore.degrade import parse_spec
+from sirestore.degrade.mixture import Mixture, noise_level, task_labels
 from sirestore.fsutil import clean_stale_temps, first_line
-from sirestore.loss import flow_loss
+from sirestore.loss import detector_loss, flow_loss
 from sirestore.metrics import psnr
 from sirestore.model import FlowModel, ModelConfig
+from sirestore.nn.taskenc import condition
 from sirestore.path import sample_times
 from sirestore.sampler import sample
 
@@ -84,15 +86,34 @@ def validate(model: FlowModel, images: list[torch.Tensor], spec: str, seed: int)
 
 
 def _batch(sampler: CropSampler, cfg: TrainConfig, degradation, model: FlowModel, gen: torch.Generator, device):
-    """One training batch: clean crops, their degradation, a path sample."""
+    """One training batch: clean crops, their degradation (a spec or a Mixture), a path sample;
+    returns (path sample, y, task labels (B, T), noise levels (B,) on the 0..255 scale)."""
     x_1 = sampler.sample(cfg.batch, gen)
-    y, _ = degradation(x_1, gen)
+    if isinstance(degradation, Mixture):
+        d = degradation(x_1, gen)
+        y, labels, sigma = d.y, d.labels, d.sigma
+    else:
+        y, params = degradation(x_1, gen)
+        labels = task_labels(params).expand(cfg.batch, -1)
+        sigma = torch.tensor([noise_level(params, i) for i in range(cfg.batch)])
     if x_1.shape[1] == 1:  # gray images run as three equal channels
         x_1, y = x_1.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
     x_1, y = x_1.to(device), y.to(device)
     x_0 = model.path.source(y, gen) if not model.cfg.source_is_noise else torch.randn(y.shape, generator=gen).to(device)
     t = sample_times(cfg.batch, cfg.t0_prob, gen).to(device)
-    return model.path.sample(x_0, x_1, t, None if not model.cfg.noise else gen), y
+    s = model.path.sample(x_0, x_1, t, None if not model.cfg.noise else gen)
+    return s, y, labels.to(device), sigma.to(device)
+
+
+def _loss(net, model: FlowModel, cfg: TrainConfig, batch, gen: torch.Generator) -> torch.Tensor:
+    """The flow loss of a batch, plus the detector's loss for models with one. A batch is conditioned
+    on its true degradation vector with probability teacher_prob, else on the detected one."""
+    s, y, labels, sigma = batch
+    if model.detector is None:
+        return flow_loss(net, cfg.model, s, y, cfg.loss)
+    teacher = torch.rand((), generator=gen).item() < cfg.teacher_prob
+    loss = flow_loss(net, cfg.model, s, y, cfg.loss, task=condition(labels, sigma) if teacher else None)
+    return loss + cfg.task_weight * detector_loss(model.detection, labels, sigma)
 
 
 def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generator, rank: int) -> int:
@@ -115,9 +136,9 @@ def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generat
 def _init_from(model: FlowModel, path: str) -> None:
     """Copy the weights of a safetensors file into `model`, for fine-tuning.
 
-    The source may have fewer blocks per level than `model` (same everything else): the network
-    is grown, and as every block starts as the identity (beta = 0) the grown network starts as
-    the same function."""
+    The source may have fewer blocks per level than `model` (same everything else), or no
+    degradation detector: the network is grown, and as every new block starts as the identity
+    (beta = 0) and the detector's conditioning map at zero, it starts as the same function."""
     source = load_weights(path)
     if not _can_grow(source.cfg, model.cfg):
         raise ValueError(f"{path}: init_weights has a different model config than this run")
@@ -125,11 +146,16 @@ def _init_from(model: FlowModel, path: str) -> None:
 
 
 def _can_grow(src: ModelConfig, dst: ModelConfig) -> bool:
-    """True when dst equals src except for as many or more blocks at every level."""
+    """True when dst equals src except for as many or more blocks at every level, or for a
+    degradation detector that src lacks (its conditioning map starts at zero: no effect)."""
     a, b = src.to_dict(), dst.to_dict()
-    counts = ("enc_blocks", "dec_blocks", "mid_blocks")
+    counts = ("enc_blocks", "dec_blocks", "mid_blocks", "task_dim")
     na, nb = a.pop("net"), b.pop("net")
+    if not a["detector"]:
+        a["detector"] = b["detector"]
     if a != b or {k: v for k, v in na.items() if k not in counts} != {k: v for k, v in nb.items() if k not in counts}:
+        return False
+    if na["task_dim"] not in (0, nb["task_dim"]):
         return False
     more = zip(
         [na["mid_blocks"], *na["enc_blocks"], *na["dec_blocks"]],
@@ -186,7 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
             elapsed = _truncate_log(out / "log.jsonl", step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler, val_images = _load_data(cfg)
-    degradation = parse_spec(cfg.degradation)
+    degradation = Mixture(cfg.mixture) if cfg.mixture else parse_spec(cfg.degradation)
     amp = cfg.amp and device.type == "cuda"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
     t_start = time.time() - elapsed
@@ -194,9 +220,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     while step < end:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        s, y = _batch(sampler, cfg, degradation, model, gen, device)
+        batch = _batch(sampler, cfg, degradation, model, gen, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = flow_loss(net, cfg.model, s, y, cfg.loss)
+            loss = _loss(net, model, cfg, batch, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -213,6 +239,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         if step % cfg.val_every == 0 or step == cfg.steps:
             if rank == 0 and val_images:
                 record["val_psnr"] = validate(ema, val_images, cfg.val_degradation, cfg.seed)
+                for spec in cfg.val_specs:
+                    record[f"val/{spec}"] = validate(ema, val_images, spec, cfg.seed)
                 bar.write(f"step {step}: validation PSNR {record['val_psnr']:.2f} dB")
         if step % cfg.ckpt_every == 0 or step == end:
             gens = [None] * world

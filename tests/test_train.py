@@ -1,6 +1,7 @@
 """Training: it learns, resume continues exactly, config parsing, 2-process DDP on gloo."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -182,3 +183,30 @@ def test_torchrun_two_processes_gloo(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (Path(cfg.out_dir) / "ema.safetensors").is_file()
+
+
+def _detector_config():
+    cfg = tiny_config(detector=True)
+    return dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": 10}))
+
+
+def test_all_in_one_training_with_a_mixture_and_a_detector(tmp_path):
+    mixture = {"awgn:sigma_max=50": 2.0, "jpeg:quality_min=10,quality_max=60": 1.0, "inpaint:ratio=0.3": 1.0}
+    cfg = _cfg(tmp_path, "aio", steps=4, model=_detector_config(), mixture=mixture, val_specs=["jpeg:quality=20"])
+    ema = train(cfg, progress=False)
+    assert ema.detector is not None
+    log = [json.loads(line) for line in (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()]
+    assert any("val/jpeg:quality=20" in r for r in log)
+    before = {k: v.clone() for k, v in FlowModel(_detector_config()).detector.state_dict().items()}
+    assert any(not torch.equal(before[k], v) for k, v in ema.detector.state_dict().items())  # it learned
+
+
+def test_a_denoiser_grows_into_a_detector_model(tmp_path):
+    small = randomize(FlowModel(tiny_config()))
+    path = tmp_path / "small.safetensors"
+    save_weights(small, path)
+    grown = FlowModel(_detector_config())
+    _init_from(grown, str(path))
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        assert torch.allclose(grown.eval()(x, torch.zeros(1), x), small(x, torch.zeros(1), x), atol=1e-6)
