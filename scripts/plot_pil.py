@@ -1,4 +1,5 @@
-"""A small log-log line plot drawn with Pillow (no matplotlib): series of (x, y) points, axes, ticks, legend."""
+"""Figures drawn with Pillow (no matplotlib): a log-log line plot (series of (x, y) points, axes, ticks,
+legend) and a grid of before/after crops."""
 
 from __future__ import annotations
 
@@ -87,3 +88,34 @@ def loglog_plot(
         d.ellipse([width - right + 25, ly - 5, width - right + 35, ly + 5], fill=color)
         d.text((width - right + 52, ly), name, fill="black", font=small, anchor="lm")
     img.save(path)
+
+
+def _crop(x, size: int) -> Image.Image:
+    """Centre crop of a (1, C, H, W) tensor in [0, 1] as an RGB image of size x size (or smaller)."""
+    h, w = x.shape[-2:]
+    s = min(size, h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    a = (x[0, :, top : top + s, left : left + s].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(a if a.shape[2] == 3 else a[..., 0]).convert("RGB")
+
+
+def crops_figure(rows: list, path: Path, size: int = 128) -> None:
+    """One row per task: clean, degraded, baseline and ours at each step count, centre crops.
+    rows: (title, clean, degraded, baseline, {steps: output}) with (1, C, H, W) tensors."""
+    if not rows:
+        return
+    steps = sorted(rows[0][4])
+    heads = ["clean", "degraded", "baseline", *[f"{s} step{'s' if s > 1 else ''}" for s in steps]]
+    pad, title_h = 4, 18
+    width = len(heads) * (size + pad) + pad
+    height = title_h + len(rows) * (size + title_h + pad) + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(canvas), _font(12)
+    for j, head in enumerate(heads):
+        draw.text((pad + j * (size + pad), 2), head, fill="black", font=font)
+    for i, (title, clean, degraded, baseline, outs) in enumerate(rows):
+        top = title_h + i * (size + title_h + pad)
+        draw.text((pad, top), title[:100], fill="black", font=font)
+        for j, img in enumerate([clean, degraded, baseline, *[outs[s] for s in steps]]):
+            canvas.paste(_crop(img, size), (pad + j * (size + pad), top + title_h))
+    canvas.save(path)

@@ -9,14 +9,17 @@ is never replaced. Stale temporary files left in an output folder by a killed ru
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from sirestore.fsutil import clean_stale_temps, first_line, shown
 from sirestore.imageio import (
     MAX_PIXELS,
     SUPPORTED_SUFFIXES,
+    ImageInfo,
     ImageReadError,
     ImageWriteError,
     read_image,
@@ -25,6 +28,8 @@ from sirestore.imageio import (
 from sirestore.restore import Restorer, restore_float_image
 
 WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# image (H x W x C float32) and its info -> the restoration and the info to write it with
+ImageFn = Callable[[np.ndarray, ImageInfo], tuple[np.ndarray, ImageInfo]]
 
 
 def _inputs(inputs: list[Path], errors: list[str]) -> list[Path]:
@@ -96,23 +101,32 @@ def clean_output_folders(jobs: list[tuple[Path, Path]]) -> list[Path]:
     return [p for folder in sorted({dst.parent for _, dst in jobs}) for p in clean_stale_temps(folder)]
 
 
-def restore_file(restorer: Restorer, src: Path, dst: Path, max_pixels: int = MAX_PIXELS) -> None:
-    """Read, restore and write one image, keeping size, mode, bit depth and alpha."""
+def restore_file(
+    restorer: Restorer, src: Path, dst: Path, max_pixels: int = MAX_PIXELS, image_fn: ImageFn | None = None
+) -> None:
+    """Read, restore and write one image, keeping size, mode, bit depth and alpha.
+
+    `image_fn` replaces the plain restoration (known-operator mode, which may change the size)."""
     image, info = read_image(src, max_pixels=max_pixels)
-    restored = restore_float_image(restorer, image)
+    if image_fn is None:
+        restored = restore_float_image(restorer, image)
+    else:
+        restored, info = image_fn(image, info)
     del image  # the input's memory is free before encoding
     dst.parent.mkdir(parents=True, exist_ok=True)
     write_image(dst, restored, info)
 
 
-def restore_files(restorer: Restorer, jobs: list[tuple[Path, Path]], max_pixels: int = MAX_PIXELS) -> int:
-    """Restore every job; print one line per failure; return the number of failures."""
+def restore_files(
+    restorer: Restorer, jobs: list[tuple[Path, Path]], max_pixels: int = MAX_PIXELS, image_fn: ImageFn | None = None
+) -> int:
+    """Restore every job (with `image_fn` when given); print one line per failure; return the number of failures."""
     failed = 0
     quiet = len(jobs) < 2 or not sys.stderr.isatty()
     bar = tqdm(jobs, disable=quiet, unit="image", file=sys.stderr, dynamic_ncols=True)
     for src, dst in bar:
         try:
-            restore_file(restorer, src, dst, max_pixels)
+            restore_file(restorer, src, dst, max_pixels, image_fn)
         except (ImageReadError, ImageWriteError) as err:
             failed += 1
             bar.write(f"error: {err}", file=sys.stderr)

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (default 200 million)")
     _add_model_args(r)
+    from sirestore.cli_known import add_known_args  # light: argparse only
+
+    add_known_args(r)
 
     e = sub.add_parser("eval", help="evaluate on a folder of clean images or on real pairs")
     src = e.add_mutually_exclusive_group(required=True)
@@ -91,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--border", type=int, default=0, help="pixels cropped at each border before scoring (SR: scale)")
     e.add_argument("--limit", type=int, help="only the first N images")
     e.add_argument("--json", type=Path, help="write the results as JSON to this file")
+    e.add_argument("--no-perceptual", action="store_true", help="skip LPIPS (computed when its weights are installed)")
+    e.add_argument("--dists", action="store_true", help="also DISTS per image (slow: a full VGG16 per image)")
+    e.add_argument("--fid", action="store_true", help="also FID / KID of the restored set against the clean set")
     _add_model_args(e)
 
     x = sub.add_parser("export", help="export the model and an unrolled ODE sampler to ONNX (for onnxruntime)")
@@ -199,12 +205,14 @@ def _restorer(args: argparse.Namespace):
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from sirestore.batch import clean_output_folders, plan_outputs, restore_files
+    from sirestore.cli_known import known_from_args
     from sirestore.fsutil import shown
     from sirestore.imageio import MAX_PIXELS
 
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
     if max_pixels < 1:
         raise UsageError("--max-pixels must be >= 1")
+    known = known_from_args(args)  # None without --mask / --kernel / --scale / --sigma / --speckle / --pnp-iters
     jobs, errors, notes = plan_outputs(args.inputs, args.output, args.overwrite, args.skip_existing)
     for msg in notes:
         print(f"note: {msg}", file=sys.stderr)
@@ -215,20 +223,38 @@ def cmd_restore(args: argparse.Namespace) -> int:
     restorer = _restorer(args)
     for path in clean_output_folders(jobs):
         print(f"note: removed {shown(path)}, a temporary file left by an interrupted run", file=sys.stderr)
-    failed = restore_files(restorer, jobs, max_pixels)
+    image_fn = None
+    if known is not None:
+        from sirestore.known import known_image_fn
+
+        image_fn = known_image_fn(restorer, known, args.seed)
+    failed = restore_files(restorer, jobs, max_pixels, image_fn)
     return 1 if errors or failed else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sirestore.evaluate import evaluate_folder, evaluate_pairs, format_table
+    from sirestore.evaluate import Perceptual, evaluate_folder, evaluate_pairs, format_table
+    from sirestore.perceptual import INSTALL, PerceptualUnavailable
 
+    try:
+        perceptual = Perceptual(scores=False if args.no_perceptual else None, fid=args.fid, dists=args.dists)
+    except PerceptualUnavailable as err:
+        raise UsageError(f"{'--fid' if args.fid else '--dists'}: {err}") from None
     restorer = _restorer(args)
     if args.data is not None:
         if not args.degradation:
             raise UsageError("--data needs --degradation (e.g. awgn:sigma=25)")
-        result = evaluate_folder(restorer, args.data, args.degradation, args.seed, args.border, limit=args.limit)
+        result = evaluate_folder(
+            restorer, args.data, args.degradation, args.seed, args.border, limit=args.limit, perceptual=perceptual
+        )
     else:
-        result = evaluate_pairs(restorer, args.pairs[0], args.pairs[1], args.border, limit=args.limit)
+        result = evaluate_pairs(
+            restorer, args.pairs[0], args.pairs[1], args.border, limit=args.limit, perceptual=perceptual
+        )
+    if not perceptual.lpips and not args.no_perceptual:
+        print(f"note: LPIPS skipped, weights not installed: {INSTALL}", file=sys.stderr)
+    if args.fid and result.fid is None:
+        print("note: FID / KID need at least 2 images", file=sys.stderr)
     result.settings.update(
         {
             "steps": restorer.steps,

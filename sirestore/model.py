@@ -65,7 +65,7 @@ class FlowModel(nn.Module):
             self.detection = (logits, sigma)  # for the detector's training loss
             if task is None:
                 task = condition(torch.sigmoid(logits), sigma).detach()
-        out = self.net(x_t, t, cond, task)
+        out = self.net(x_t, t, cond) if task is None else self.net(x_t, t, cond, task)
         if raw:
             return out
         if self.cfg.predict_velocity:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sirestore.degrade import (
     BlurOperator,
@@ -13,8 +16,10 @@ from sirestore.degrade import (
     bicubic_kernel,
     gaussian_kernel,
     levin_kernel,
+    load_kernel,
     parse_spec,
 )
+from sirestore.degrade.boundary import pad_reflect, pcg, valid_blur, valid_downsample
 from sirestore.degrade.kernels import conv
 from sirestore.degrade.operators import single
 
@@ -150,3 +155,79 @@ def test_noise_operators_are_identity_and_single_params():
 def test_downsample_rejects_indivisible_sizes():
     with pytest.raises(ValueError):
         DownsampleOperator(3).A(torch.zeros(1, 1, 8, 9))
+
+
+# --- Gram solves and boundary-aware ("valid") operators ---------------------------------------------------------
+
+VALID = {  # operator, extended x shape
+    "valid_blur_levin": lambda: (valid_blur(levin_kernel(5).double()), (B, C, H + 12, W + 12)),
+    "valid_blur_even": lambda: (valid_blur(_rand(4, 5, seed=3).abs()), (B, C, H + 3, W + 4)),
+    "valid_down_bicubic2": lambda: (valid_downsample(2, bicubic_kernel(2).double()), (B, C, 2 * (6 + 8), 2 * (9 + 8))),
+    "valid_down_avg3": lambda: (valid_downsample(3), (B, C, 12, 18)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_valid_operator_adjoint_and_pseudo_inverse(name):
+    op, shape = VALID[name]()
+    x = _rand(*shape, seed=1)
+    ax = op.A(x)
+    y = _rand(*ax.shape, seed=2)
+    assert abs((ax * y).sum() - (x * op.A_T(y)).sum()).item() <= 1e-9 * max(1.0, abs((ax * y).sum()).item())
+    op.eps = 1e-10  # the pseudo-inverse tends to A^+ as eps -> 0
+    p = op.A_pinv(ax)
+    torch.testing.assert_close(op.A(p), ax, atol=1e-4, rtol=0)  # A A+ A = A (conjugate gradients to 1e-6)
+    torch.testing.assert_close(op.A_pinv(op.A(p)), p, atol=1e-4, rtol=0)  # A+ A A+ = A+
+    assert op.crop_x(x).shape[-2:] == (op.scale * ax.shape[-2], op.scale * ax.shape[-1])
+
+
+def test_valid_blur_is_the_interior_of_any_boundary_convolution():
+    k = levin_kernel(3).double()
+    x = _rand(1, C, 40, 44, seed=1)
+    r = k.shape[-1] // 2
+    for boundary in ("reflect", "circular"):
+        torch.testing.assert_close(valid_blur(k).A(x), conv(x, k, boundary)[..., r:-r, r:-r], atol=1e-12, rtol=0)
+
+
+GRAM = {
+    **OPERATORS,
+    "valid_blur_levin": lambda: VALID["valid_blur_levin"]()[0],
+    "valid_down_bicubic2": lambda: VALID["valid_down_bicubic2"]()[0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAM))
+def test_gram_inverse_and_tikhonov_solve_their_equations(name):
+    op = GRAM[name]()
+    shape = dict((k, v()[1]) for k, v in VALID.items()).get(name, (B, C, H, W))
+    y = _rand(*op.A(_rand(*shape)).shape, seed=2)
+    lam, tol = 0.05, 1e-5 if name.startswith("valid") else 1e-9  # valid: conjugate gradients to 1e-6
+    u = op.gram_inv(y, lam)
+    torch.testing.assert_close(op.A(op.A_T(u)) + lam * u, y, atol=tol, rtol=0)  # (A A^T + lam) u = y
+    x = op.tikhonov(y, lam)
+    torch.testing.assert_close(op.A_T(op.A(x)) + lam * x, op.A_T(y), atol=tol, rtol=0)  # (A^T A + lam) x = A^T y
+
+
+def test_pad_reflect_matches_torch_and_handles_large_pads():
+    x = _rand(1, 2, 5, 7, seed=1)
+    torch.testing.assert_close(pad_reflect(x, (2, 3, 1, 4)), F.pad(x, (1, 4, 2, 3), mode="reflect"))
+    big = pad_reflect(x, (9, 9, 13, 13))
+    assert big.shape == (1, 2, 23, 33) and torch.equal(big[..., 9:14, 13:20], x)
+
+
+def test_pcg_solves_plane_by_plane():
+    diag = 1 + _rand(2, 3, 4, 5, seed=1).abs()  # diagonally dominant: SPD
+    b = _rand(2, 3, 4, 5, seed=2)
+    u = pcg(lambda v: diag * v + 0.1 * v.roll(1, -1) + 0.1 * v.roll(-1, -1), b, lambda v: v / diag, 200, 1e-13)
+    torch.testing.assert_close(diag * u + 0.1 * u.roll(1, -1) + 0.1 * u.roll(-1, -1), b, atol=1e-9, rtol=0)
+
+
+def test_levin_kernels_read_from_the_mat_file_match_the_shipped_ones():
+    pytest.importorskip("h5py")
+    path = Path(__file__).resolve().parents[2] / "shared/data/kernels/Levin09.mat"
+    if not path.is_file():
+        pytest.skip("../shared/data/kernels/Levin09.mat is not here")
+    for i in (1, 4, 8):
+        torch.testing.assert_close(load_kernel(path, i), levin_kernel(i), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="holds 8 kernels"):
+        load_kernel(path)

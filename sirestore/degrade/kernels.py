@@ -34,20 +34,86 @@ def levin_kernel(index: int) -> torch.Tensor:
     return torch.from_numpy(_levin_all()[f"levin{index}"].copy())
 
 
-def load_kernel(path: str | Path) -> torch.Tensor:
-    """A user kernel from a .npy (2-D array) or an image file (gray): (k, k') normalised to sum 1, odd sizes."""
+def load_kernel(path: str | Path, index: int | None = None) -> torch.Tensor:
+    """A user kernel from a .npy (2-D array), a MATLAB .mat file (v5 with scipy, v7.3 with h5py; kernel `index`,
+    1-based, of those it holds, in cells or variables) or an image file (gray): (k, k') normalised to sum 1,
+    odd sizes."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".npy":
+        if path.suffix.lower() == ".mat":
+            k = _pick(mat_kernels(path), index, path)
+        elif index not in (None, 1):
+            raise ValueError(f"{path}: holds one kernel, there is no kernel {index}")
+        elif path.suffix.lower() == ".npy":
             k = np.asarray(np.load(path), dtype=np.float64)
         else:
             with Image.open(path) as im:
                 k = np.asarray(im.convert("L"), dtype=np.float64)
-    except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: cannot read a kernel from this file ({err})") from None
-    if k.ndim != 2 or k.min() < 0 or k.sum() <= 0:
+    except (OSError, ValueError, EOFError, SyntaxError, KeyError, TypeError, Image.DecompressionBombError) as err:
+        msg = str(err)
+        raise ValueError(msg if msg.startswith(str(path)) else f"{path}: cannot read a kernel ({err})") from None
+    if k.ndim != 2 or not np.isfinite(k).all() or k.min() < 0 or k.sum() <= 0:
         raise ValueError(f"{path}: a kernel must be a 2-D non-negative array with a positive sum")
     return pad_odd(torch.from_numpy(k / k.sum()).float())
+
+
+def _pick(kernels: list[np.ndarray], index: int | None, path: Path) -> np.ndarray:
+    if not kernels:
+        raise ValueError(f"{path}: no 2-D numeric arrays in this file")
+    if index is None and len(kernels) > 1:
+        raise ValueError(
+            f"{path}: holds {len(kernels)} kernels; choose one with an index 1..{len(kernels)} (--kernel-index)"
+        )
+    i = 1 if index is None else index
+    if not 1 <= i <= len(kernels):
+        raise ValueError(f"{path}: holds {len(kernels)} kernels, there is no kernel {i}")
+    return kernels[i - 1]
+
+
+def _arrays(value: object) -> list[np.ndarray]:
+    """2-D numeric arrays in a MATLAB value: cells flattened in MATLAB order, 3-D arrays split on the last axis."""
+    a = np.asarray(value)
+    if a.dtype == object:
+        return [k for item in a.ravel(order="F") for k in _arrays(item)]
+    if a.dtype.kind not in "fiu":
+        return []
+    if a.ndim == 3:
+        return [np.asarray(a[..., i], dtype=np.float64) for i in range(a.shape[2])]
+    return [np.asarray(a, dtype=np.float64)] if a.ndim == 2 and a.size > 1 else []
+
+
+def mat_kernels(path: Path) -> list[np.ndarray]:
+    """Every 2-D numeric array of a .mat file, variables in file order (v5 via scipy, v7.3 / HDF5 via h5py)."""
+    try:
+        from scipy.io import loadmat
+
+        try:
+            data = loadmat(path)
+            return [k for key, v in data.items() if not key.startswith("__") for k in _arrays(v)]
+        except NotImplementedError:  # MATLAB v7.3: HDF5
+            pass
+    except ImportError:
+        pass
+    try:
+        import h5py
+    except ImportError:
+        raise ValueError(f"{path}: reading .mat kernels needs scipy (MATLAB v5) or h5py (v7.3)") from None
+    out: list[np.ndarray] = []
+    with h5py.File(path, "r") as f:
+
+        def visit(obj: object) -> None:
+            if isinstance(obj, h5py.Group):
+                for key in obj:
+                    if not key.startswith("#"):  # "#refs#" holds the targets of cell references
+                        visit(obj[key])
+            elif obj.dtype == h5py.ref_dtype:
+                for ref in np.asarray(obj[()]).ravel(order="F"):
+                    visit(f[ref])
+            else:  # MATLAB stores column-major: h5py gives the transpose
+                out.extend(k.T for k in _arrays(obj[()]))
+
+        visit(f)
+    return out
 
 
 def pad_odd(k: torch.Tensor) -> torch.Tensor:

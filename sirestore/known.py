@@ -1,0 +1,181 @@
+"""Known-operator mode: restore y = A x (+ noise) when A is known (a mask, a blur kernel, a scale) or the
+noise is multiplicative speckle of known looks.
+
+`Known` says what is known; `restore_known(restorer, y, known)` builds the operator, starts the sampler from a
+consistent guess and applies data consistency to every x_1 estimate (`sirestore.consistency`), or runs
+plug-and-play HQS (`sirestore.pnp`). Noiseless observations end with one more projection, so the observed
+pixels of an inpainting are exactly the input's. With a boundary-aware ("valid") operator the image is
+restored on a grid extended by the kernel's reach (the sampler starts from y mirrored outward) and cropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sirestore.batch import ImageFn
+from sirestore.consistency import proximal, speckle_guidance
+from sirestore.degrade.boundary import CroppedOperator, pad_reflect, valid_blur, valid_downsample
+from sirestore.degrade.kernels import bicubic_kernel
+from sirestore.degrade.operators import BlurOperator, DownsampleOperator, Identity, LinearOperator, MaskOperator
+from sirestore.imageio import ImageInfo, read_image
+from sirestore.pnp import pnp_hqs
+from sirestore.restore import Restorer
+
+DOWNSAMPLE_KERNELS: dict[str, Callable[[int], torch.Tensor | None]] = {
+    "bicubic": bicubic_kernel,  # antialiased bicubic (MATLAB imresize, the `sr` degradation)
+    "average": lambda scale: None,  # the mean of each scale x scale block
+}
+BOUNDARIES = ("valid", "circular")
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known about an observation y. One operator: a mask, or a kernel and/or a scale."""
+
+    mask: torch.Tensor | None = None  # (H, W) or (B, 1, H, W): 1 = observed pixel, 0 = hole
+    kernel: torch.Tensor | None = None  # (kh, kw) blur kernel summing to 1
+    scale: int = 1  # y is this many times smaller than x (per side)
+    downsample: str = "bicubic"  # without a kernel: "bicubic" or "average" (see DOWNSAMPLE_KERNELS)
+    boundary: str = "valid"  # "valid": the frame sees blur from outside it; "circular": periodic images
+    sigma: float = 0.0  # Gaussian noise level of y, [0, 1] units; > 0 uses the proximal step
+    rho: float = 10 / 255  # expected error of the network's estimate (proximal step, speckle step)
+    speckle: float | None = None  # looks L of multiplicative gamma speckle (likelihood guidance; no operator)
+    pnp_iters: int = 0  # > 0: plug-and-play HQS with this many iterations instead of the sampler
+    refine_kernel: bool = False  # PnP: re-estimate the kernel (the kernel-error variant)
+
+    def __post_init__(self) -> None:
+        if self.mask is not None and (self.kernel is not None or self.scale != 1):
+            raise ValueError("a mask cannot be combined with a kernel or a scale")
+        if self.speckle is not None and (self.mask is not None or self.kernel is not None or self.scale != 1):
+            raise ValueError("speckle guidance has no operator: leave out the mask, kernel and scale")
+        if self.speckle is not None and (self.speckle <= 0 or self.sigma or self.pnp_iters):
+            raise ValueError("speckle needs looks > 0 and no noise level or plug-and-play iterations")
+        if not isinstance(self.scale, int) or self.scale < 1:
+            raise ValueError(f"scale must be a whole number >= 1, got {self.scale}")
+        if self.downsample not in DOWNSAMPLE_KERNELS or self.boundary not in BOUNDARIES:
+            raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE_KERNELS)}, boundary one of {BOUNDARIES}")
+        if self.sigma < 0 or self.rho <= 0 or self.pnp_iters < 0:
+            raise ValueError("need sigma >= 0, rho > 0 and pnp_iters >= 0")
+        if self.refine_kernel and (self.kernel is None or not self.pnp_iters):
+            raise ValueError("kernel refinement needs plug-and-play iterations and a kernel")
+        if self.pnp_iters and self.mask is None and self.kernel is None and self.scale == 1:
+            raise ValueError("plug-and-play needs an operator: a mask, a kernel or a scale")
+
+    def operator(self, kernel: torch.Tensor | None = None) -> LinearOperator:
+        """The operator, with `kernel` in place of the known one when given (kernel refinement)."""
+        kernel = self.kernel if kernel is None else kernel
+        if self.mask is not None:
+            return MaskOperator(self.mask)
+        valid = self.boundary == "valid"
+        if self.scale > 1:
+            k = DOWNSAMPLE_KERNELS[self.downsample](self.scale) if kernel is None else kernel
+            return valid_downsample(self.scale, k) if valid else DownsampleOperator(self.scale, k)
+        if kernel is not None:
+            return valid_blur(kernel) if valid else BlurOperator(kernel)
+        return Identity()
+
+
+def load_mask(path: str | Path, holes: str = "black") -> torch.Tensor:
+    """A mask image (upright, as images are read) -> (H, W) float, 1 = observed. `holes` = "black" (pixels
+    darker than mid-gray are holes; white = known) or "white" (the LaMa convention, as the `inpaint` spec)."""
+    if holes not in ("black", "white"):
+        raise ValueError(f"holes must be 'black' or 'white', got {holes!r}")
+    image, _ = read_image(path)
+    bright = torch.from_numpy(image.mean(axis=2) >= 0.5)
+    return (bright if holes == "black" else ~bright).float()
+
+
+def fill_holes(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill the holes (mask 0) of y (B, C, H, W) smoothly from the observed pixels by push-pull: a pyramid of
+    mask-weighted means, each level filling the gaps of the finer one. Observed pixels are kept exactly."""
+    w = mask.to(y.device, y.dtype).expand(y.shape[0], 1, *y.shape[-2:])
+    if bool((w > 0).all()):
+        return y
+    if min(y.shape[-2:]) <= 1 or not bool((w > 0).any()):
+        return torch.where(w > 0, y, y.new_tensor(0.5))
+    coarse_w = F.avg_pool2d(w, 2, ceil_mode=True)
+    coarse = F.avg_pool2d(y * w, 2, ceil_mode=True) / coarse_w.clamp_min(1e-12)
+    up = F.interpolate(
+        fill_holes(coarse, (coarse_w > 0).to(y.dtype)), size=y.shape[-2:], mode="bilinear", align_corners=False
+    )
+    return torch.where(w > 0, y, up)
+
+
+def initial_guess(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
+    """A guess on the operator's x grid: holes filled (mask), y upsampled (bicubic), mirrored outward (valid)."""
+    if isinstance(op, MaskOperator):
+        return fill_holes(y, op.mask)
+    x = y if op.scale == 1 else F.interpolate(y, scale_factor=op.scale, mode="bicubic", align_corners=False)
+    return pad_reflect(x, op.x_margin()) if isinstance(op, CroppedOperator) else x
+
+
+def _check_mask(mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if tuple(mask.shape[-2:]) != tuple(y.shape[-2:]):
+        mh, mw = mask.shape[-2:]
+        raise ValueError(f"the mask is {mw}x{mh} pixels but the image is {y.shape[-1]}x{y.shape[-2]}")
+    return mask if mask.dim() == 4 else mask[None, None]
+
+
+@torch.no_grad()
+def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int = 0) -> torch.Tensor:
+    """Restore y (B, C, H, W), C = 1 or 3, in [0, 1] knowing `known`: (B, C, scale H, scale W), not clamped.
+
+    The sampler's settings (steps, sampler, its seed) come from the restorer, `seed` seeds the plug-and-play
+    re-noising; tiling does not apply."""
+    if restorer.tile is not None or restorer.max_memory is not None:
+        raise ValueError("known-operator restoration runs on whole images: leave out the tile size / memory limit")
+    y = y.to(restorer.device, torch.float32)
+    if known.speckle is not None:
+        return restorer.restore_tensor(y, speckle_guidance(y, known.speckle, known.rho))
+    if known.mask is not None:
+        known = replace(known, mask=_check_mask(known.mask, y))
+    op = known.operator()
+    guess = initial_guess(op, y)
+    if known.pnp_iters:
+        gen = torch.Generator().manual_seed(seed)
+        run = pnp_hqs(
+            restorer.restore_tensor,
+            known.operator,
+            y,
+            guess,
+            kernel=known.kernel,
+            iters=known.pnp_iters,
+            sigma=known.sigma,
+            gen=gen,
+            refine_kernel=known.refine_kernel,
+        )
+        x = run.x
+    else:
+        dc = proximal(op, y, known.sigma, known.rho)
+        x = restorer.restore_tensor(dc(guess), dc)
+    if known.sigma == 0:
+        x = proximal(op, y, 0, known.rho)(x)  # the result itself is consistent (exact for masks)
+    return op.crop_x(x) if isinstance(op, CroppedOperator) else x
+
+
+def known_image_fn(restorer: Restorer, known: Known, seed: int = 0) -> ImageFn:
+    """For `batch.restore_files`: H x W x C float32 image and its info -> the restoration and the output's info
+    (with a scale, alpha is resized with bicubic and the dpi multiplied)."""
+
+    def fn(image: np.ndarray, info: ImageInfo) -> tuple[np.ndarray, ImageInfo]:
+        y = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+        out = restore_known(restorer, y, known, seed)[0].clamp_(0, 1).permute(1, 2, 0).contiguous().cpu().numpy()
+        if known.scale > 1:
+            h, w = out.shape[:2]
+            alpha = (
+                None
+                if info.alpha is None
+                else np.clip(cv2.resize(info.alpha, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+            )
+            dpi = None if info.dpi is None else (info.dpi[0] * known.scale, info.dpi[1] * known.scale)
+            info = replace(info, alpha=alpha, dpi=dpi)
+        return out, info
+
+    return fn
