@@ -68,11 +68,11 @@ def _chw(a: np.ndarray) -> torch.Tensor:
 
 
 def scores(out: torch.Tensor, x: torch.Tensor, task: Task) -> dict:
-    """PSNR / SSIM (and Y PSNR) of a restoration on the protocol's uint8 levels."""
-    out = to_uint8_levels(out.clamp(0, 1))
+    """PSNR / SSIM (and Y PSNR, from the uint8-rounded RGB) of a restoration on the protocol's uint8 levels."""
+    out = to_uint8_levels(out.clamp(0, 1)).float() / 255
     row = {"psnr": psnr(out, x, task.border), "ssim": ssim(out, x, task.border)}
     if task.y_channel and x.shape[1] == 3:
-        row["psnr_y"] = psnr(to_uint8_levels(rgb_to_y(out)), to_uint8_levels(rgb_to_y(x)), task.border)
+        row["psnr_y"] = psnr(rgb_to_y(out), rgb_to_y(x), task.border)
     return row
 
 
@@ -109,7 +109,8 @@ def run_task(task: Task, restorers: dict[int, Restorer], root: Path, seed: int, 
                 time.perf_counter() - start,
             )
         if i == 0:
-            crops.append((f"{task.task}: {task.data} {task.spec.split('/')[0] or 'real'}", x, y, base, outs))
+            spec = task.spec.replace("benchmarks/masks/", "").replace("/{name}.png", "") or "real pairs"
+            crops.append((f"{task.task}: {task.data} {spec}", x, y, base, outs))
     return {m: {k: v / acc["n"] for k, v in acc.items() if k != "n"} for m, acc in sums.items()}
 
 
@@ -160,8 +161,8 @@ def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model
     lines = [
         "# All-in-one benchmark",
         "",
-        f"Produced by `python scripts/bench_all.py --steps {' '.join(map(str, args.steps))} --seed {args.seed}`"
-        f"{f' --limit {args.limit}' if args.limit else ''} with `{args.weights.name}` "
+        f"Produced by `python scripts/bench_all.py --steps {' '.join(map(str, args.steps))} --seed {args.seed}"
+        f"{f' --limit {args.limit}' if args.limit else ''}` with `{args.weights.name}` "
         f"({count_parameters(model):,} parameters) on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, CPU. Protocol: ../shared/README.md; image k seeded {args.seed} + k. "
         "Published numbers are quoted from ../shared/README.md where the protocol matches.",
