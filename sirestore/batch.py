@@ -30,6 +30,7 @@ from sirestore.restore import Restorer, restore_float_image
 WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 # image (H x W x C float32) and its info -> the restoration and the info to write it with
 ImageFn = Callable[[np.ndarray, ImageInfo], tuple[np.ndarray, ImageInfo]]
+OnRead = Callable[[Path, np.ndarray], None]  # (source path, H x W x C float32 image)
 
 
 def _inputs(inputs: list[Path], errors: list[str]) -> list[Path]:
@@ -102,12 +103,20 @@ def clean_output_folders(jobs: list[tuple[Path, Path]]) -> list[Path]:
 
 
 def restore_file(
-    restorer: Restorer, src: Path, dst: Path, max_pixels: int = MAX_PIXELS, image_fn: ImageFn | None = None
+    restorer: Restorer,
+    src: Path,
+    dst: Path,
+    max_pixels: int = MAX_PIXELS,
+    image_fn: ImageFn | None = None,
+    on_read: OnRead | None = None,
 ) -> None:
     """Read, restore and write one image, keeping size, mode, bit depth and alpha.
 
-    `image_fn` replaces the plain restoration (known-operator mode, which may change the size)."""
+    `image_fn` replaces the plain restoration (known-operator mode, which may change the size);
+    `on_read(src, image)` runs on the image read (`restore --explain`)."""
     image, info = read_image(src, max_pixels=max_pixels)
+    if on_read is not None:
+        on_read(src, image)
     if image_fn is None:
         restored = restore_float_image(restorer, image)
     else:
@@ -118,15 +127,20 @@ def restore_file(
 
 
 def restore_files(
-    restorer: Restorer, jobs: list[tuple[Path, Path]], max_pixels: int = MAX_PIXELS, image_fn: ImageFn | None = None
+    restorer: Restorer,
+    jobs: list[tuple[Path, Path]],
+    max_pixels: int = MAX_PIXELS,
+    image_fn: ImageFn | None = None,
+    on_read: OnRead | None = None,
 ) -> int:
-    """Restore every job (with `image_fn` when given); print one line per failure; return the number of failures."""
+    """Restore every job (with `image_fn` / `on_read` as in restore_file); print one line per failure;
+    return the number of failures."""
     failed = 0
     quiet = len(jobs) < 2 or not sys.stderr.isatty()
     bar = tqdm(jobs, disable=quiet, unit="image", file=sys.stderr, dynamic_ncols=True)
     for src, dst in bar:
         try:
-            restore_file(restorer, src, dst, max_pixels, image_fn)
+            restore_file(restorer, src, dst, max_pixels, image_fn, on_read)
         except (ImageReadError, ImageWriteError) as err:
             failed += 1
             bar.write(f"error: {err}", file=sys.stderr)

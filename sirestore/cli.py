@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from sirestore.fsutil import one_line
+from sirestore.tasks import TASKS
 
 
 class UsageError(Exception):
@@ -58,6 +59,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="torch (default), or ort: onnxruntime on a file of `sirestore export`",
     )
     p.add_argument("--onnx", type=Path, help="the exported model for --backend ort (implies it)")
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        help="all-in-one models: restore this degradation instead of the detected one(s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-existing", action="store_true", help="leave inputs whose output exists (finish an interrupted batch)"
     )
     r.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (default 200 million)")
+    r.add_argument(
+        "--explain", action="store_true", help="all-in-one models: print the degradations detected in each input"
+    )
     _add_model_args(r)
     from sirestore.cli_known import add_known_args  # light: argparse only
 
@@ -161,6 +170,8 @@ def _ort_restorer(args: argparse.Namespace):
         raise UsageError("--backend ort runs on the CPU; leave out --device")
     if args.max_memory is not None:
         raise UsageError("--max-memory needs the torch backend; use --tile with --backend ort")
+    if args.task is not None:
+        raise UsageError("--task needs the torch backend (an all-in-one model's weights)")
     try:
         restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads)
     except ValueError as err:
@@ -198,6 +209,7 @@ def _restorer(args: argparse.Namespace):
             tile=args.tile,
             device=args.device,
             max_memory=max_memory,
+            task=args.task,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -221,6 +233,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not jobs:
         return 1 if errors else 0
     restorer = _restorer(args)
+    if args.explain and getattr(getattr(restorer, "model", None), "detector", None) is None:
+        raise UsageError("--explain needs an all-in-one model (with a degradation detector)")
     for path in clean_output_folders(jobs):
         print(f"note: removed {shown(path)}, a temporary file left by an interrupted run", file=sys.stderr)
     image_fn = None
@@ -228,8 +242,30 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from sirestore.known import known_image_fn
 
         image_fn = known_image_fn(restorer, known, args.seed)
-    failed = restore_files(restorer, jobs, max_pixels, image_fn)
+    on_read = _explainer(restorer, jobs) if args.explain else None
+    failed = restore_files(restorer, jobs, max_pixels, image_fn, on_read)
     return 1 if errors or failed else 0
+
+
+def _explainer(restorer, jobs: list):
+    """restore --explain: after each image is read, print one line of what the detector sees in it."""
+    import torch
+
+    from sirestore.fsutil import shown
+
+    def report(src: Path, image) -> None:
+        y = torch.from_numpy(image).permute(2, 0, 1)[None]
+        print(explanation(shown(src), restorer.explain(y)), flush=True)
+
+    return report
+
+
+def explanation(name: str, found: dict[str, float]) -> str:
+    """One line: the tasks by decreasing probability (those >= 0.05), and the noise level."""
+    sigma = found.pop("sigma")
+    ranked = sorted(found.items(), key=lambda kv: -kv[1])
+    shownp = [f"{t} {p:.2f}" for t, p in ranked if p >= 0.05] or [f"nothing above 0.05 (most likely {ranked[0][0]})"]
+    return f"{name}: {', '.join(shownp)}; noise level {sigma:.1f}/255"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -105,6 +105,8 @@ class RestoreGraph(nn.Module):
 
 def check_exportable(model: FlowModel, steps: int, sampler: str) -> None:
     """Raise OnnxError (one line) unless the model and sampler give a deterministic function."""
+    if model.detector is not None:
+        raise OnnxError("ONNX export does not support all-in-one models (with a degradation detector)")
     if sampler not in ODE_SAMPLERS:
         raise OnnxError(f"--sampler {sampler}: ONNX export needs a deterministic (ODE) sampler: euler or heun")
     if steps < 1:

@@ -56,11 +56,11 @@ class FlowModel(nn.Module):
 
         raw=True returns the network output itself (x1_hat or the velocity, per the config). With a
         detector, `task` (B, len(TASKS) + 1) is the conditioning vector (see `nn.taskenc.condition`);
-        None detects it from y. The detector always runs (its output is kept in `detection`), so
-        that data-parallel training sees every parameter used.
+        None detects it from y. In training the detector always runs (its output is kept in
+        `detection`), so that data-parallel training sees every parameter used.
         """
         cond = y if self.cfg.net.cond_channels else None
-        if self.detector is not None:
+        if self.detector is not None and (task is None or self.training):
             logits, sigma = self.detector(y)
             self.detection = (logits, sigma)  # for the detector's training loss
             if task is None:
@@ -87,3 +87,16 @@ class FlowModel(nn.Module):
         """dx_t estimate at (x_t, t) given y."""
         x_0 = None if self.cfg.source_is_noise else y
         return self.path.velocity_from_x1(x_t, self(x_t, t, y), t, x_0)
+
+
+class Conditioned(nn.Module):
+    """A FlowModel run with a fixed conditioning vector `task` (1 or B, len(TASKS) + 1), detected once
+    per image (or forced) instead of at every network evaluation: what the samplers get."""
+
+    def __init__(self, model: FlowModel, task: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+        self.cfg, self.path = model.cfg, model.path
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        return self.model(x_t, t, y, raw=raw, task=self.task.expand(x_t.shape[0], -1))

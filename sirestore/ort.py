@@ -72,7 +72,7 @@ class OrtRestorer(Restorer):
         self.model = None
         self.device = torch.device("cpu")
         self.steps, self.sampler, self.seed = int(self.meta.get("steps", 1)), self.meta.get("sampler", "euler"), 0
-        self.tile, self.overlap, self.max_memory = tile, overlap, None
+        self.tile, self.overlap, self.max_memory, self.task = tile, overlap, None, None
 
     def _run(self, y: torch.Tensor, dc: Projection | None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """y (B, 3, H, W) float32 -> restoration (B, 3, H, W), one session run (exports have no noise source)."""

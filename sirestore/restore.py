@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -10,11 +11,23 @@ import torch
 from PIL import Image
 
 from sirestore.checkpoint import load_weights
-from sirestore.model import FlowModel
+from sirestore.degrade.mixture import TASKS
+from sirestore.model import Conditioned, FlowModel
+from sirestore.nn.taskenc import SIGMA_SCALE, forced
 from sirestore.sampler import STEPS, Projection, sample
 from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, restore_tiled, tile_starts
 
 __all__ = ["Restorer", "axis_weights", "check_tile", "default_weights", "restore_float_image", "tile_starts"]
+
+
+DETECT_SIZE = 1024  # the degradation detector looks at the centre crop of at most this many px a side
+
+
+def centre_crop(y: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre (B, C, <= size, <= size) of y (B, C, H, W)."""
+    h, w = y.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return y[..., top : top + size, left : left + size]
 
 
 def default_weights() -> Path:
@@ -30,6 +43,9 @@ class Restorer:
     Gray images run as three equal channels; an alpha channel is passed through unchanged.
     `tile` fixes the tile size; `max_memory` (bytes, or a size such as "1GB") instead chooses
     tiles from an estimate of the memory needed, only when the whole image does not fit.
+    An all-in-one model (with a degradation detector) is conditioned on what it detects in each
+    image (once per image, on its centre crop of at most DETECT_SIZE px a side), or on `task`
+    (a name of degrade.mixture.TASKS) when given.
     """
 
     def __init__(
@@ -43,6 +59,7 @@ class Restorer:
         device: str | torch.device = "cpu",
         model: FlowModel | None = None,
         max_memory: int | str | None = None,
+        task: str | None = None,
     ) -> None:
         if steps < 1:
             raise ValueError("steps must be >= 1")
@@ -58,6 +75,11 @@ class Restorer:
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.steps, self.sampler, self.seed = steps, sampler, seed
+        if task is not None and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+        if task is not None and (self.model is None or self.model.detector is None):
+            raise ValueError("--task needs an all-in-one model (with a degradation detector)")
+        self.task = task
         self.tile, self.overlap = tile, overlap
 
     def plan(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
@@ -81,25 +103,54 @@ class Restorer:
         if y.dim() != 4 or y.shape[1] not in (1, 3):
             raise ValueError(f"expected (B, 1 or 3, H, W), got {tuple(y.shape)}")
         tile = self.plan(y.shape)
+        vec = self.condition(y)  # once per image, for every tile and step
+        run = self._run if vec is None else partial(self._run, model=Conditioned(self.model, vec))
         if tile is not None:
             b, _, h, w = y.shape
             noise = None  # a noise source: the untiled path's draw, cropped per tile
             if self.model is not None and self.model.cfg.source_is_noise:
                 noise = torch.randn((b, 3, h, w), generator=torch.Generator().manual_seed(self.seed))
             y = y.to(self.device) if y.dtype in (torch.float32, torch.float64) else y.to(self.device, torch.float32)
-            return restore_tiled(lambda t, n: self._run(t, dc, n), y, tile, self.overlap, noise).to(y.device)
+            return restore_tiled(lambda t, n: run(t, dc, n), y, tile, self.overlap, noise).to(y.device)
         gray = y.shape[1] == 1
         y3 = y.expand(-1, 3, -1, -1) if gray else y
         y3 = y3.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-        out = self._run(y3, dc)
+        out = run(y3, dc)
         out = out.mean(1, keepdim=True) if gray else out
         return out.to(y.device)
 
-    def _run(self, y: torch.Tensor, dc: Projection | None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """The sampler on y (B, 3, H, W); `noise` (B, 3, H, W) replaces the seeded draw of a noise source."""
+    def _run(
+        self, y: torch.Tensor, dc: Projection | None, noise: torch.Tensor | None = None, model=None
+    ) -> torch.Tensor:
+        """The sampler on y (B, 3, H, W); `noise` (B, 3, H, W) replaces the seeded draw of a noise source;
+        `model` (a Conditioned) replaces self.model."""
         gen = torch.Generator().manual_seed(self.seed)
         step = STEPS[self.sampler]
-        return sample(self.model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise)
+        model = self.model if model is None else model
+        return sample(model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise)
+
+    def condition(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The conditioning vector (B, len(TASKS) + 1) of images y (B, C, H, W), C = 1 or 3: detected on
+        the centre crop, or forced by `task`; None for models without a detector."""
+        if self.model is None or self.model.detector is None:
+            return None
+        crop = centre_crop(y, DETECT_SIZE).to(self.device, torch.float32)
+        crop = crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop
+        with torch.no_grad():
+            vec = self.model.detect_condition(crop)
+        if self.task is not None:
+            vec = forced(TASKS.index(self.task), len(TASKS), vec[:, -1] * SIGMA_SCALE)
+        return vec
+
+    @torch.no_grad()
+    def explain(self, y: torch.Tensor) -> dict[str, float]:
+        """What the detector sees in one image y (1, C, H, W): {task: probability, ..., "sigma": noise
+        level on the 0..255 scale}. ValueError for models without a detector."""
+        if self.model is None or self.model.detector is None:
+            raise ValueError("--explain needs an all-in-one model (with a degradation detector)")
+        crop = centre_crop(y, DETECT_SIZE).to(self.device, torch.float32)
+        probs, sigma = self.model.detect(crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop)
+        return {**{t: float(p) for t, p in zip(TASKS, probs[0])}, "sigma": float(sigma[0])}
 
     def __call__(self, image: np.ndarray | Image.Image | torch.Tensor):
         """Restore one image given as numpy, PIL or torch; returns the same type and layout."""

@@ -12,23 +12,9 @@ from dataclasses import dataclass, field
 import torch
 
 from sirestore.degrade.base import Degradation, Params, parse_spec
+from sirestore.tasks import TASK_OF, TASKS
 
-TASKS = ("noise", "blur", "jpeg", "inpaint", "rain", "haze", "low_light", "low_resolution", "speckle")
-
-# degradation name -> task (index into TASKS)
-TASK_OF = {
-    "awgn": "noise",
-    "poisson_gaussian": "noise",
-    "gaussian_blur": "blur",
-    "motion_blur": "blur",
-    "jpeg": "jpeg",
-    "inpaint": "inpaint",
-    "rain": "rain",
-    "haze": "haze",
-    "low_light": "low_light",
-    "sr": "low_resolution",
-    "speckle": "speckle",
-}
+__all__ = ["TASKS", "TASK_OF", "Batch", "Mixture", "noise_level", "task_labels"]
 
 
 def task_labels(params: Params) -> torch.Tensor:

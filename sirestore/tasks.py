@@ -1,0 +1,18 @@
+"""The degradation families an all-in-one model restores (no torch import: the CLI lists them)."""
+
+TASKS = ("noise", "blur", "jpeg", "inpaint", "rain", "haze", "low_light", "low_resolution", "speckle")
+
+# degradation spec name -> its task
+TASK_OF = {
+    "awgn": "noise",
+    "poisson_gaussian": "noise",
+    "gaussian_blur": "blur",
+    "motion_blur": "blur",
+    "jpeg": "jpeg",
+    "inpaint": "inpaint",
+    "rain": "rain",
+    "haze": "haze",
+    "low_light": "low_light",
+    "sr": "low_resolution",
+    "speckle": "speckle",
+}

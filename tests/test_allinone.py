@@ -1,0 +1,126 @@
+"""All-in-one inference: conditioning once per image, --task, --explain, and every README degradation
+name restored end to end through the command line on a tiny detector model."""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sirestore.checkpoint import save_weights
+from sirestore.cli import main
+from sirestore.degrade import REGISTRY
+from sirestore.export import check_exportable
+from sirestore.model import FlowModel
+from sirestore.nn.unet import UNetConfig
+from sirestore.ort import OnnxError
+from sirestore.restore import Restorer
+from sirestore.tasks import TASKS
+
+from .conftest import randomize, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _detecting() -> FlowModel:
+    cfg = tiny_config(detector=True)
+    cfg = dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": len(TASKS) + 1}))
+    return randomize(FlowModel(cfg))
+
+
+@pytest.fixture
+def detector_weights(tmp_path):
+    path = tmp_path / "aio.safetensors"
+    save_weights(_detecting(), path)
+    return path
+
+
+def test_condition_is_detected_once_and_forced_by_task():
+    model = _detecting()
+    y = torch.rand(1, 3, 24, 40)
+    auto = Restorer(model=model)
+    vec = auto.condition(y)
+    assert vec.shape == (1, len(TASKS) + 1)
+    with torch.no_grad():
+        direct = model(y, torch.zeros(1), y, task=vec)
+    assert torch.allclose(auto.restore_tensor(y), direct, atol=1e-6)
+    jpeg = Restorer(model=model, task="jpeg").condition(y)
+    assert jpeg[0, TASKS.index("jpeg")] == 1 and jpeg[0, : len(TASKS)].sum() == 1
+    assert torch.allclose(jpeg[0, -1], vec[0, -1])  # the detected noise level is kept
+    assert not torch.allclose(Restorer(model=model, task="jpeg").restore_tensor(y), direct)
+
+
+def test_tiles_share_the_whole_image_condition():
+    model = _detecting()
+    y = torch.rand(1, 3, 48, 80)
+    whole = Restorer(model=model).condition(y)
+    seen = []
+    tiled = Restorer(model=model, tile=32, overlap=8)
+    original = tiled._run
+
+    def spy(t, dc, noise=None, model=None):
+        seen.append(model.task)
+        return original(t, dc, noise, model=model)
+
+    tiled._run = spy
+    tiled.restore_tensor(y)
+    assert len(seen) > 1 and all(torch.equal(v, whole) for v in seen)
+
+
+def test_explain_reports_every_task_and_a_noise_level():
+    found = Restorer(model=_detecting()).explain(torch.rand(1, 1, 20, 20))
+    assert set(found) == {*TASKS, "sigma"} and all(0 <= found[t] <= 1 for t in TASKS) and found["sigma"] >= 0
+
+
+def test_task_and_explain_need_a_detector(tiny_model):
+    with pytest.raises(ValueError, match="all-in-one"):
+        Restorer(model=tiny_model, task="noise")
+    with pytest.raises(ValueError, match="all-in-one"):
+        Restorer(model=tiny_model).explain(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="unknown task"):
+        Restorer(model=_detecting(), task="magic")
+    with pytest.raises(OnnxError, match="all-in-one"):
+        check_exportable(_detecting(), 1, "euler")
+
+
+def test_cli_explain_and_task(tmp_path, detector_weights, tiny_weights, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(src)
+    w = ["--weights", str(detector_weights)]
+    assert main(["restore", str(src), "-o", str(tmp_path / "a.png"), "--explain", *w]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{src}: ") and re.search(r"noise level \d+\.\d/255$", line)
+    assert main(["restore", str(src), "-o", str(tmp_path / "b.png"), "--task", "rain", *w]) == 0
+    assert (tmp_path / "b.png").is_file()
+    assert main(["restore", str(src), "-o", str(tmp_path / "c.png"), "--explain", "--weights", str(tiny_weights)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --explain needs an all-in-one model") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.png").exists()
+    with pytest.raises(SystemExit):
+        main(["restore", str(src), "-o", str(tmp_path / "d.png"), "--task", "magic", *w])
+
+
+def _readme_names() -> list[str]:
+    table = (ROOT / "README.md").read_text().split("### Degradations", 1)[1].split("## How it works", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)
+
+
+def test_readme_lists_every_degradation():
+    assert sorted(_readme_names()) == sorted(set(REGISTRY) - {"compose"})
+
+
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"compose"}))
+def test_every_readme_degradation_restores_end_to_end(tmp_path, detector_weights, name):
+    x = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    spec = {"motion_blur": "motion_blur:size=9", "sr": "sr:scale=2"}.get(name, name)
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(data / "clean.png")
+    out = tmp_path / "r.json"
+    argv = ["eval", "--data", str(data), "--degradation", spec, "--weights", str(detector_weights), "--no-perceptual"]
+    assert main([*argv, "--json", str(out)]) == 0  # degraded by the spec, restored, scored
+    assert json.loads(out.read_text())["images"] == 1
