@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from sirestore.batch import ImageFn
 from sirestore.consistency import proximal, speckle_guidance
 from sirestore.degrade.boundary import CroppedOperator, pad_reflect, valid_blur, valid_downsample
+from sirestore.degrade.inpaint import fill_holes
 from sirestore.degrade.kernels import bicubic_kernel
 from sirestore.degrade.operators import BlurOperator, DownsampleOperator, Identity, LinearOperator, MaskOperator
 from sirestore.imageio import ImageInfo, read_image
@@ -90,22 +91,6 @@ def load_mask(path: str | Path, holes: str = "black") -> torch.Tensor:
     image, _ = read_image(path)
     bright = torch.from_numpy(image.mean(axis=2) >= 0.5)
     return (bright if holes == "black" else ~bright).float()
-
-
-def fill_holes(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Fill the holes (mask 0) of y (B, C, H, W) smoothly from the observed pixels by push-pull: a pyramid of
-    mask-weighted means, each level filling the gaps of the finer one. Observed pixels are kept exactly."""
-    w = mask.to(y.device, y.dtype).expand(y.shape[0], 1, *y.shape[-2:])
-    if bool((w > 0).all()):
-        return y
-    if min(y.shape[-2:]) <= 1 or not bool((w > 0).any()):
-        return torch.where(w > 0, y, y.new_tensor(0.5))
-    coarse_w = F.avg_pool2d(w, 2, ceil_mode=True)
-    coarse = F.avg_pool2d(y * w, 2, ceil_mode=True) / coarse_w.clamp_min(1e-12)
-    up = F.interpolate(
-        fill_holes(coarse, (coarse_w > 0).to(y.dtype)), size=y.shape[-2:], mode="bilinear", align_corners=False
-    )
-    return torch.where(w > 0, y, up)
 
 
 def initial_guess(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:

@@ -292,3 +292,14 @@ def test_random_specs_never_crash(parts, shape, seed):
     y, params = parse_spec(spec)(x, torch.Generator().manual_seed(seed))
     assert y.shape == x.shape and y.dtype == x.dtype and torch.isfinite(y).all(), spec
     assert [p["type"] for p in params] == [name for name, _ in parts]
+
+
+def test_inpaint_smooth_fill_keeps_known_pixels_and_fills_holes():
+    from sirestore.degrade import parse_spec
+
+    x = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    y, params = parse_spec("inpaint:ratio=0.3,smooth=true")(x, torch.Generator().manual_seed(1))
+    mask = params[0]["mask"]
+    assert torch.equal(y * mask, x * mask)  # known pixels untouched
+    holes = (1 - mask).bool().expand_as(y)
+    assert (y[holes] > 0.1).float().mean() > 0.9  # filled from the surroundings, not with the fill value 0

@@ -15,9 +15,10 @@ from sirestore.cli import main
 from sirestore.consistency import projection, proximal, speckle_guidance, speckle_log_likelihood, speckle_score
 from sirestore.degrade import BlurOperator, DownsampleOperator, MaskOperator, bicubic_kernel, gaussian_kernel
 from sirestore.degrade.boundary import pad_reflect, valid_blur, valid_downsample
+from sirestore.degrade.inpaint import fill_holes
 from sirestore.degrade.kernels import line_kernel
 from sirestore.degrade.noise import standard_gamma
-from sirestore.known import Known, fill_holes, initial_guess, restore_known
+from sirestore.known import Known, initial_guess, restore_known
 from sirestore.pnp import noise_levels, pnp_hqs, update_kernel
 from sirestore.restore import Restorer
 from sirestore.sampler import sample

@@ -54,10 +54,11 @@ def test_grouped_network_runs():
     assert model(x, torch.zeros(1), x).shape == x.shape
 
 
-def test_shipped_config_is_under_one_million_parameters():
+@pytest.mark.parametrize("name", ["denoise", "denoise_grow", "allinone"])
+def test_shipped_configs_are_under_one_million_parameters(name):
     from pathlib import Path
 
-    cfg = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "denoise.yaml")
+    cfg = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert count_parameters(FlowModel(cfg.model)) <= 1_000_000
 
 

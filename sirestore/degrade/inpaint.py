@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from sirestore.degrade.base import Degradation, register, uniform
 from sirestore.degrade.operators import MaskOperator, single
@@ -72,6 +73,22 @@ def file_mask(path: str | Path, h: int, w: int) -> np.ndarray:
     return (np.asarray(im) >= 128).astype(np.uint8)
 
 
+def fill_holes(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill the holes (mask 0) of y (B, C, H, W) smoothly from the observed pixels by push-pull: a pyramid of
+    mask-weighted means, each level filling the gaps of the finer one. Observed pixels are kept exactly."""
+    w = mask.to(y.device, y.dtype).expand(y.shape[0], 1, *y.shape[-2:])
+    if bool((w > 0).all()):
+        return y
+    if min(y.shape[-2:]) <= 1 or not bool((w > 0).any()):
+        return torch.where(w > 0, y, y.new_tensor(0.5))
+    coarse_w = F.avg_pool2d(w, 2, ceil_mode=True)
+    coarse = F.avg_pool2d(y * w, 2, ceil_mode=True) / coarse_w.clamp_min(1e-12)
+    up = F.interpolate(
+        fill_holes(coarse, (coarse_w > 0).to(y.dtype)), size=y.shape[-2:], mode="bilinear", align_corners=False
+    )
+    return torch.where(w > 0, y, up)
+
+
 @register
 @dataclass
 class Inpaint(Degradation):
@@ -88,6 +105,8 @@ class Inpaint(Degradation):
     ratio_min: float = 0.1  # lower bound of a random ratio (with ratio_max)
     ratio_max: float | None = None  # upper bound of a random ratio; None = fixed ratio
     fill: float = 0.0  # value written into the holes
+    smooth: bool = False  # fill the holes from the known pixels by push-pull instead (what `restore --mask`
+    # gives the network)
     name = "inpaint"
 
     def __post_init__(self) -> None:
@@ -109,9 +128,9 @@ class Inpaint(Degradation):
         else:
             holes = np.repeat(file_mask(self.mask, h, w)[None], b, axis=0)
         mask = (1 - torch.from_numpy(holes)).to(x.device, x.dtype).unsqueeze(1)
-        y = x * mask + self.fill * (1 - mask)
+        y = fill_holes(x * mask, mask) if self.smooth else x * mask + self.fill * (1 - mask)
         return y, {"mask": mask, "ratio": 1 - mask.mean(dim=(1, 2, 3))}
 
     def operator(self, params: dict | list[dict]) -> MaskOperator:
-        """MaskOperator with the applied mask (exact when fill = 0; otherwise y - fill * (1 - mask))."""
+        """MaskOperator with the applied mask (exact when fill = 0 and not smooth; otherwise A x = mask * y)."""
         return MaskOperator(single(params)["mask"])

@@ -19,7 +19,7 @@ SIGMA_SCALE = 50.0  # the noise level is predicted and fed to the network as sig
 class TaskEncoder(nn.Module):
     """forward(y (B, C_in, H, W)) -> (logits (B, tasks), sigma (B,) on the 0..255 scale)."""
 
-    def __init__(self, tasks: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 48, 64)) -> None:
+    def __init__(self, tasks: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 24, 32, 48)) -> None:
         super().__init__()
         layers, c = [], in_channels
         for w in widths:
