@@ -60,6 +60,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--onnx", type=Path, help="the exported model for --backend ort (implies it)")
     p.add_argument(
+        "--noise-scale",
+        type=float,
+        default=1.0,
+        help="sde sampler: multiplies the path noise (0 = deterministic; the fidelity / realism knob)",
+    )
+    p.add_argument(
         "--task",
         choices=TASKS,
         help="all-in-one models: restore this degradation instead of the detected one(s)",
@@ -89,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (default 200 million)")
     r.add_argument(
         "--explain", action="store_true", help="all-in-one models: print the degradations detected in each input"
+    )
+    r.add_argument(
+        "--samples", type=int, default=1, help="average this many seeded restorations (seeds seed, seed+1, ...)"
+    )
+    r.add_argument(
+        "--uncertainty",
+        type=Path,
+        metavar="MAP",
+        help="write the per-pixel spread of the --samples restorations as a heat map (one input only)",
     )
     _add_model_args(r)
     from sirestore.cli_known import add_known_args  # light: argparse only
@@ -210,6 +225,7 @@ def _restorer(args: argparse.Namespace):
             device=args.device,
             max_memory=max_memory,
             task=args.task,
+            noise_scale=args.noise_scale,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -224,6 +240,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
     if max_pixels < 1:
         raise UsageError("--max-pixels must be >= 1")
+    if args.samples < 1:
+        raise UsageError("--samples must be >= 1")
     known = known_from_args(args)  # None without --mask / --kernel / --scale / --sigma / --speckle / --pnp-iters
     jobs, errors, notes = plan_outputs(args.inputs, args.output, args.overwrite, args.skip_existing)
     for msg in notes:
@@ -242,9 +260,32 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from sirestore.known import known_image_fn
 
         image_fn = known_image_fn(restorer, known, args.seed)
+    if args.samples > 1 or args.uncertainty is not None:
+        image_fn = _sampling(args, restorer, known, jobs)
     on_read = _explainer(restorer, jobs) if args.explain else None
     failed = restore_files(restorer, jobs, max_pixels, image_fn, on_read)
     return 1 if errors or failed else 0
+
+
+def _sampling(args: argparse.Namespace, restorer, known, jobs: list):
+    """restore --samples / --uncertainty: the mean of several seeded restorations, and the spread map."""
+    from sirestore.fsutil import shown
+    from sirestore.uncertainty import sampling_image_fn
+
+    if known is not None:
+        raise UsageError("--samples / --uncertainty cannot be combined with a known degradation")
+    if args.uncertainty is not None:
+        if len(jobs) != 1:
+            raise UsageError("--uncertainty writes one map: give one input image")
+        if args.uncertainty.exists() and not args.overwrite:
+            raise UsageError(f"{shown(args.uncertainty)} exists; add --overwrite to replace it")
+    if not restorer.stochastic:
+        print(
+            "note: this model and sampler are deterministic, so every sample is the same and the spread is 0 "
+            "(use --sampler sde with a stochastic-path model, or a noise -> clean model)",
+            file=sys.stderr,
+        )
+    return sampling_image_fn(restorer, args.samples, args.uncertainty)
 
 
 def _explainer(restorer, jobs: list):

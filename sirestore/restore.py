@@ -60,6 +60,7 @@ class Restorer:
         model: FlowModel | None = None,
         max_memory: int | str | None = None,
         task: str | None = None,
+        noise_scale: float = 1.0,
     ) -> None:
         if steps < 1:
             raise ValueError("steps must be >= 1")
@@ -80,6 +81,9 @@ class Restorer:
         if task is not None and (self.model is None or self.model.detector is None):
             raise ValueError("--task needs an all-in-one model (with a degradation detector)")
         self.task = task
+        if noise_scale < 0:
+            raise ValueError("noise_scale must be >= 0")
+        self.noise_scale = noise_scale  # multiplies the path noise gamma(t) in the sde sampler
         self.tile, self.overlap = tile, overlap
 
     def plan(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
@@ -127,7 +131,39 @@ class Restorer:
         gen = torch.Generator().manual_seed(self.seed)
         step = STEPS[self.sampler]
         model = self.model if model is None else model
-        return sample(model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise)
+        return sample(
+            model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise, noise_scale=self.noise_scale
+        )
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether restorations depend on the seed: a noise source, or the sde sampler on a noisy path."""
+        cfg = None if self.model is None else self.model.cfg
+        if cfg is None:
+            return False
+        return cfg.source_is_noise or (self.sampler == "sde" and cfg.noise * self.noise_scale > 0)
+
+    @torch.no_grad()
+    def restore_samples(self, y: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`samples` restorations of y (B, C, H, W) with seeds seed, seed + 1, ...: their mean (B, C, H, W)
+        and the per-pixel standard deviation over the samples, averaged over channels (B, 1, H, W)."""
+        if samples < 1:
+            raise ValueError("samples must be >= 1")
+        seed, mean, m2 = self.seed, None, None
+        try:
+            for k in range(samples):  # Welford: one sample in memory at a time
+                self.seed = seed + k
+                x = self.restore_tensor(y).double()
+                if mean is None:
+                    mean, m2 = x.clone(), torch.zeros_like(x)
+                else:
+                    delta = x - mean
+                    mean += delta / (k + 1)
+                    m2 += delta * (x - mean)
+        finally:
+            self.seed = seed
+        std = (m2 / samples).sqrt().mean(1, keepdim=True)
+        return mean.float(), std.float()
 
     def condition(self, y: torch.Tensor) -> torch.Tensor | None:
         """The conditioning vector (B, len(TASKS) + 1) of images y (B, C, H, W), C = 1 or 3: detected on
