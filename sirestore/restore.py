@@ -13,7 +13,7 @@ from PIL import Image
 from sirestore.checkpoint import load_weights
 from sirestore.degrade.mixture import TASKS
 from sirestore.model import Conditioned, FlowModel
-from sirestore.nn.taskenc import SIGMA_SCALE, forced
+from sirestore.nn.taskenc import condition, forced
 from sirestore.sampler import STEPS, Projection, sample
 from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, restore_tiled, tile_starts
 
@@ -138,9 +138,9 @@ class Restorer:
     @property
     def stochastic(self) -> bool:
         """Whether restorations depend on the seed: a noise source, or the sde sampler on a noisy path."""
-        cfg = None if self.model is None else self.model.cfg
-        if cfg is None:
+        if self.model is None:
             return False
+        cfg = self.model.cfg
         return cfg.source_is_noise or (self.sampler == "sde" and cfg.noise * self.noise_scale > 0)
 
     @torch.no_grad()
@@ -165,27 +165,29 @@ class Restorer:
         std = (m2 / samples).sqrt().mean(1, keepdim=True)
         return mean.float(), std.float()
 
+    @torch.no_grad()
+    def _detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The detector on the centre crop of y (B, C, H, W), C = 1 or 3: probabilities (B, len(TASKS)),
+        noise level (B,) on the 0..255 scale."""
+        crop = centre_crop(y, DETECT_SIZE).to(self.device, torch.float32)
+        return self.model.detect(crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop)
+
     def condition(self, y: torch.Tensor) -> torch.Tensor | None:
         """The conditioning vector (B, len(TASKS) + 1) of images y (B, C, H, W), C = 1 or 3: detected on
         the centre crop, or forced by `task`; None for models without a detector."""
         if self.model is None or self.model.detector is None:
             return None
-        crop = centre_crop(y, DETECT_SIZE).to(self.device, torch.float32)
-        crop = crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop
-        with torch.no_grad():
-            vec = self.model.detect_condition(crop)
+        probs, sigma = self._detect(y)
         if self.task is not None:
-            vec = forced(TASKS.index(self.task), len(TASKS), vec[:, -1] * SIGMA_SCALE)
-        return vec
+            return forced(TASKS.index(self.task), len(TASKS), sigma)
+        return condition(probs, sigma)
 
-    @torch.no_grad()
     def explain(self, y: torch.Tensor) -> dict[str, float]:
         """What the detector sees in one image y (1, C, H, W): {task: probability, ..., "sigma": noise
         level on the 0..255 scale}. ValueError for models without a detector."""
         if self.model is None or self.model.detector is None:
             raise ValueError("--explain needs an all-in-one model (with a degradation detector)")
-        crop = centre_crop(y, DETECT_SIZE).to(self.device, torch.float32)
-        probs, sigma = self.model.detect(crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop)
+        probs, sigma = self._detect(y)
         return {**{t: float(p) for t, p in zip(TASKS, probs[0])}, "sigma": float(sigma[0])}
 
     def __call__(self, image: np.ndarray | Image.Image | torch.Tensor):
