@@ -1,7 +1,12 @@
 """Known-operator benchmark: restoration when the degradation is known (sirestore.known), against the
 blind model, the classical method and the plain projection, in one run; writes docs/known.md (+ .csv).
 
-    python scripts/bench_known.py [--weights W] [--limit N] [--only inpaint deblur sr speckle]
+    python scripts/bench_known.py [--weights W] [--limit N] [--only inpaint deblur sr speckle] [--cache DIR]
+
+The work is split into units (inpaint, deblur at each noise level, sr, speckle). With --cache DIR each
+finished unit is saved there and loaded instead of recomputed on the next run, so a long run survives
+interruption and units can run in parallel processes (`--only deblur-2.55 --cache DIR` in one,
+`--only deblur-7.65 --cache DIR` in another), then one run with --cache assembles the report.
 
 Rows (../shared/README.md protocol; image k seeded seed + k; uint8 PSNR/SSIM):
 - inpaint: CBSD68 with the committed free-form masks (benchmarks/masks), mask given. Ours: the sampler
@@ -19,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +73,15 @@ class Table:
         for k, v in row.items():
             acc[k] = max(acc.get(k, v), v) if k in ("exact", "consistency") else acc.get(k, 0.0) + v
 
+    def dump(self) -> list:
+        """The accumulators as JSON-able [[task, setting, method], acc] pairs (in insertion order)."""
+        return [[list(k), v] for k, v in self.acc.items()]
+
+    def load(self, items: list) -> None:
+        """Add accumulators written by `dump` (a unit computed earlier)."""
+        for key, acc in items:
+            self.acc[tuple(key)] = acc
+
     def rows(self) -> list[dict]:
         out = []
         for (task, setting, method), acc in self.acc.items():
@@ -105,9 +121,9 @@ def bench_inpaint(t: Table, model, root: Path, seed: int, limit: int | None) -> 
                 t.add((*key, f"OpenCV {method}"), x, _chw(out), s, 0)
 
 
-def bench_deblur(t: Table, model, root: Path, seed: int, limit: int | None) -> None:
+def bench_deblur(t: Table, model, root: Path, seed: int, limit: int | None, sigmas=(2.55, 7.65)) -> None:
     one, blind = Restorer(model=model, steps=1, seed=seed), Restorer(model=model, seed=seed)
-    for sigma in (2.55, 7.65):
+    for sigma in sigmas:
         for i in range(1, 9):
             kernel = levin_kernel(i)
             spec = parse_spec(f"motion_blur:kernel=levin{i},boundary=circular+awgn:sigma={sigma}")
@@ -169,7 +185,34 @@ def bench_speckle(t: Table, model, root: Path, seed: int, limit: int | None) -> 
             t.add((*key, "Lee filter"), x, _chw(out), s, 0)
 
 
-BENCHES = {"inpaint": bench_inpaint, "deblur": bench_deblur, "sr": bench_sr, "speckle": bench_speckle}
+UNITS = {
+    "inpaint": bench_inpaint,
+    "deblur-2.55": partial(bench_deblur, sigmas=(2.55,)),
+    "deblur-7.65": partial(bench_deblur, sigmas=(7.65,)),
+    "sr": bench_sr,
+    "speckle": bench_speckle,
+}
+BENCHES = ("inpaint", "deblur", "sr", "speckle")  # --only names: a bench is the units named after it
+
+
+def run_unit(name: str, args, model, table: Table) -> int:
+    """Compute unit `name` into `table`, or load it from args.cache when it was finished before."""
+    cached = args.cache / f"{name}-limit{args.limit or 'all'}-seed{args.seed}.json" if args.cache else None
+    if cached is not None and cached.exists():
+        info = json.loads(cached.read_text())
+        table.load(info["acc"])
+        print(f"{name}: loaded from {cached} ({info['threads']} threads)", flush=True)
+        return info["threads"]
+    part, start = Table(), time.perf_counter()
+    UNITS[name](part, model, args.data, args.seed, args.limit)
+    table.load(part.dump())
+    print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"acc": part.dump(), "threads": torch.get_num_threads()}))
+        tmp.replace(cached)
+    return torch.get_num_threads()
 
 
 def main() -> None:
@@ -177,14 +220,17 @@ def main() -> None:
     p.add_argument("--weights", type=Path, default=default_weights())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="only the first N images of each set (a quick check)")
-    p.add_argument("--only", nargs="+", choices=list(BENCHES))
+    p.add_argument("--only", nargs="+", choices=[*BENCHES, *UNITS], help="benches or single units to run")
+    p.add_argument("--cache", type=Path, help="save finished units here and reuse them (see above)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data")
     p.add_argument("--out", type=Path, default=ROOT / "docs/known.md")
     args = p.parse_args()
     model, table = load_weights(args.weights), Table()
-    for name, bench in BENCHES.items():
-        if not args.only or name in args.only:
-            bench(table, model, args.data, args.seed, args.limit)
+    threads = {
+        name: run_unit(name, args, model, table)
+        for name in UNITS
+        if not args.only or name in args.only or name.split("-")[0] in args.only
+    }
     rows = table.rows()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     keys = ["task", "setting", "method", "images", "psnr", "ssim", "nfe", "seconds", "exact", "consistency"]
@@ -197,7 +243,8 @@ def main() -> None:
     lines = [
         "# Known-operator benchmark",
         "",
-        f"Produced by `{cmd}` with `{args.weights.name}`, seed {args.seed}, CPU ({torch.get_num_threads()} threads).",
+        f"Produced by `{cmd}` with `{args.weights.name}`, seed {args.seed}, CPU "
+        f"(torch threads per unit: {', '.join(f'{k} {v}' for k, v in threads.items())}).",
         "See the script's docstring for the rows; `exact` is the largest uint8 difference on known pixels,",
         "`consistency` the largest RMS (0-255) of the downsampled output against the input.",
         "",
