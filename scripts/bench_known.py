@@ -16,7 +16,8 @@ Rows (../shared/README.md protocol; image k seeded seed + k; uint8 PSNR/SSIM):
   the proximal sampler (1 step) and plug-and-play HQS (8 iterations); Wiener with the true kernel.
 - sr: Set5/Set14 x4, antialiased bicubic. Ours: projection sampler and PnP; bicubic; the blind model
   on the bicubic upsampling. `consistency` = RMS (0-255) of bicubic_downsample(output) - input.
-- speckle: CBSD68 as gray, gamma speckle L = 1, 4. Ours: likelihood guidance; Lee filter; blind model.
+- speckle: CBSD68 as gray, gamma speckle L = 1, 4. Ours: the model in the log domain (consistency.LogSpeckle) with
+  likelihood guidance; Lee filter; blind model.
 NFE = network evaluations per image; seconds per image on this CPU.
 """
 
@@ -180,7 +181,7 @@ def bench_speckle(t: Table, model, root: Path, seed: int, limit: int | None) -> 
             out, s = timed(one.restore_tensor, y)
             t.add((*key, "blind model, 1 step"), x, out, s, 1)
             out, s = timed(restore_known, one, y, Known(speckle=float(looks)), seed)
-            t.add((*key, "ours, speckle likelihood guidance, 1 step"), x, out, s, 1)
+            t.add((*key, "ours, log domain + likelihood guidance, 1 step"), x, out, s, 1)
             out, s = timed(baselines.lee, _hwc(y), looks)
             t.add((*key, "Lee filter"), x, _chw(out), s, 0)
 

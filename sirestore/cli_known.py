@@ -19,13 +19,15 @@ def add_known_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scale", help="super-resolution: the input is the low-res image, the output S times larger")
     g.add_argument("--downsample", choices=["bicubic", "average"], help="--scale without --kernel (default bicubic)")
     g.add_argument(
-        "--boundary", choices=["valid", "circular"], help="blur/downsampling at the frame: valid (default) or circular"
+        "--boundary",
+        choices=["valid", "circular"],
+        help="blur/downsampling at the frame: valid (default; for bicubic --scale, exactly the resize) or circular",
     )
     g.add_argument("--sigma", type=float, help="Gaussian noise level of the input, 0-255 (proximal step)")
     g.add_argument("--rho", type=float, help="expected error of the network's estimate, 0-255 (default 10)")
     g.add_argument("--pnp-iters", type=int, help="plug-and-play HQS with N iterations (needs --kernel or --scale)")
     g.add_argument("--refine-kernel", action="store_true", help="with --pnp-iters: correct the kernel's error")
-    g.add_argument("--speckle", type=float, help="multiplicative gamma speckle with L looks: likelihood guidance")
+    g.add_argument("--speckle", type=float, help="gamma speckle of L looks: log-domain model + likelihood step")
 
 
 def _scale(value: str | None) -> int:

@@ -13,6 +13,10 @@
   size rho^2 capped at the natural-gradient step (the Fisher information is L / x^2), which never passes
   y: every pixel's log-likelihood increases (or stays at its maximum).
 
+- `LogSpeckle(looks)`: the homomorphic transform that makes speckle additive (log y = log x + log n), with
+  the mean of log n removed and the range scaled so the log-noise level lies within what our Gaussian
+  denoiser was trained on; the speckle mode denoises there and applies the guidance to each decoded estimate.
+
 All act on (B, C, H, W) tensors; y broadcasts over channels (a gray y with a color estimate).
 """
 
@@ -25,7 +29,15 @@ import torch
 from sirestore.degrade.operators import LinearOperator
 from sirestore.sampler import Projection
 
-__all__ = ["Projection", "projection", "proximal", "speckle_guidance", "speckle_log_likelihood", "speckle_score"]
+__all__ = [
+    "LogSpeckle",
+    "Projection",
+    "projection",
+    "proximal",
+    "speckle_guidance",
+    "speckle_log_likelihood",
+    "speckle_score",
+]
 
 
 def projection(op: LinearOperator, y: torch.Tensor) -> Projection:
@@ -78,3 +90,32 @@ def speckle_guidance(y: torch.Tensor, looks: float, rho: float, floor: float = 1
         return xf + step * speckle_score(y.to(x.device, x.dtype), xf, looks)
 
     return dc
+
+
+class LogSpeckle:
+    """Log domain for speckle of L looks: v = (log x - log floor) / R maps [floor, 1] onto [0, 1].
+
+    log n, n ~ Gamma(L, 1/L), has mean digamma(L) - log L and variance trigamma(L); `observe` removes that
+    mean from log y, and R = max(-log floor, sqrt(trigamma(L)) / max_sigma) keeps the log-noise standard
+    deviation at or below max_sigma (the top of the denoiser's training range): e.g. R = 6.5 for L = 1.
+    """
+
+    def __init__(self, looks: float, floor: float = 1 / 255, max_sigma: float = 50 / 255) -> None:
+        if looks <= 0 or not 0 < floor < 1 or max_sigma <= 0:
+            raise ValueError(f"need looks > 0, 0 < floor < 1, max_sigma > 0; got {looks}, {floor}, {max_sigma}")
+        lk = torch.tensor(float(looks), dtype=torch.float64)
+        self.bias = float(torch.special.digamma(lk)) - math.log(looks)  # E[log n]
+        self.noise_std = math.sqrt(float(torch.special.polygamma(1, lk)))  # std of log n
+        self.floor, self.range = floor, max(-math.log(floor), self.noise_std / max_sigma)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Intensities (floored) -> log domain."""
+        return (torch.log(x.clamp_min(self.floor)) - math.log(self.floor)) / self.range
+
+    def observe(self, y: torch.Tensor) -> torch.Tensor:
+        """A speckled observation -> log domain with the mean of log n removed (noise of std noise_std / range)."""
+        return (torch.log(y.clamp_min(self.floor * 1e-2)) - self.bias - math.log(self.floor)) / self.range
+
+    def decode(self, v: torch.Tensor) -> torch.Tensor:
+        """Log domain -> intensities (the inverse of encode above the floor)."""
+        return torch.exp(v * self.range + math.log(self.floor))

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from sirestore.batch import ImageFn
-from sirestore.consistency import proximal, speckle_guidance
+from sirestore.consistency import LogSpeckle, proximal, speckle_guidance
 from sirestore.degrade.boundary import CroppedOperator, pad_reflect, valid_blur, valid_downsample
 from sirestore.degrade.inpaint import fill_holes
 from sirestore.degrade.kernels import bicubic_kernel
 from sirestore.degrade.operators import BlurOperator, DownsampleOperator, Identity, LinearOperator, MaskOperator
+from sirestore.degrade.resize import ResizeOperator
 from sirestore.imageio import ImageInfo, read_image
 from sirestore.pnp import pnp_hqs
 from sirestore.restore import Restorer
@@ -34,6 +35,7 @@ DOWNSAMPLE_KERNELS: dict[str, Callable[[int], torch.Tensor | None]] = {
     "average": lambda scale: None,  # the mean of each scale x scale block
 }
 BOUNDARIES = ("valid", "circular")
+BOX_ITERS = 10  # alternating projections between {A x = y} and [0, 1] after a noiseless restoration
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Known:
     kernel: torch.Tensor | None = None  # (kh, kw) blur kernel summing to 1
     scale: int = 1  # y is this many times smaller than x (per side)
     downsample: str = "bicubic"  # without a kernel: "bicubic" or "average" (see DOWNSAMPLE_KERNELS)
-    boundary: str = "valid"  # "valid": the frame sees blur from outside it; "circular": periodic images
+    boundary: str = "valid"  # "valid": the frame sees blur from outside it (bicubic downsampling: the frame is
+    # resized as the `sr` degradation does it, see ResizeOperator); "circular": periodic images
     sigma: float = 0.0  # Gaussian noise level of y, [0, 1] units; > 0 uses the proximal step
     rho: float = 10 / 255  # expected error of the network's estimate (proximal step, speckle step)
     speckle: float | None = None  # looks L of multiplicative gamma speckle (likelihood guidance; no operator)
@@ -76,6 +79,8 @@ class Known:
             return MaskOperator(self.mask)
         valid = self.boundary == "valid"
         if self.scale > 1:
+            if kernel is None and self.downsample == "bicubic" and valid:
+                return ResizeOperator(self.scale)
             k = DOWNSAMPLE_KERNELS[self.downsample](self.scale) if kernel is None else kernel
             return valid_downsample(self.scale, k) if valid else DownsampleOperator(self.scale, k)
         if kernel is not None:
@@ -117,8 +122,9 @@ def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int =
     if restorer.tile is not None or restorer.max_memory is not None:
         raise ValueError("known-operator restoration runs on whole images: leave out the tile size / memory limit")
     y = y.to(restorer.device, torch.float32)
-    if known.speckle is not None:
-        return restorer.restore_tensor(y, speckle_guidance(y, known.speckle, known.rho))
+    if known.speckle is not None:  # denoise in the log domain; guide every decoded x_1 estimate
+        log, guide = LogSpeckle(known.speckle), speckle_guidance(y, known.speckle, known.rho)
+        return log.decode(restorer.restore_tensor(log.observe(y), lambda v: log.encode(guide(log.decode(v)))))
     if known.mask is not None:
         known = replace(known, mask=_check_mask(known.mask, y))
     op = known.operator()
@@ -141,8 +147,20 @@ def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int =
         dc = proximal(op, y, known.sigma, known.rho)
         x = restorer.restore_tensor(dc(guess), dc)
     if known.sigma == 0:
-        x = proximal(op, y, 0, known.rho)(x)  # the result itself is consistent (exact for masks)
+        x = consistent_in_range(op, y, x)
     return op.crop_x(x) if isinstance(op, CroppedOperator) else x
+
+
+def consistent_in_range(op: LinearOperator, y: torch.Tensor, x: torch.Tensor, iters: int = BOX_ITERS) -> torch.Tensor:
+    """Project x onto {A x = y}, alternating with the clamp to [0, 1] (POCS: both sets are convex and the true
+    image lies in both), so the saved (clamped) image stays consistent: (B, C, H', W'). A mask needs one
+    projection (it keeps x in range when y is)."""
+    dc = proximal(op, y, 0, 1.0)
+    x = dc(x)
+    if not isinstance(op, MaskOperator):
+        for _ in range(iters):
+            x = dc(x.clamp(0, 1))
+    return x
 
 
 def known_image_fn(restorer: Restorer, known: Known, seed: int = 0) -> ImageFn:

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from sirestore.degrade.base import Degradation, register
+from sirestore.degrade.boundary import pcg
 from sirestore.degrade.kernels import bicubic_kernel
-from sirestore.degrade.operators import DownsampleOperator, single
+from sirestore.degrade.operators import DownsampleOperator, LinearOperator, single
 
 
 def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -54,3 +55,37 @@ class SR(Degradation):
         """
         scale = int(single(params)["scale"])
         return DownsampleOperator(scale, bicubic_kernel(scale))
+
+
+class ResizeOperator(LinearOperator):
+    """y = bicubic_resize(x, (H / scale, W / scale)): exactly the `sr` degradation, border handling included.
+
+    The resize is linear, so its adjoint is its vector-Jacobian product (autograd, at any point). A A^T has no
+    closed form because of the borders: `gram_inv` runs PCG preconditioned with the circular bicubic
+    operator's closed-form solve, which equals it away from the borders. A^+ = A^T (A A^T + eps I)^-1.
+    """
+
+    def __init__(self, scale: int, eps: float = 1e-9, iters: int = 100) -> None:
+        if scale < 1:
+            raise ValueError(f"scale must be >= 1, got {scale}")
+        self.scale, self.eps, self.iters = scale, eps, iters
+        self.circular = DownsampleOperator(scale, bicubic_kernel(scale), eps)
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802
+        s = self.scale
+        if x.shape[-2] % s or x.shape[-1] % s:
+            raise ValueError(f"image size {tuple(x.shape[-2:])} is not divisible by scale {s}")
+        return bicubic_resize(x, (x.shape[-2] // s, x.shape[-1] // s))
+
+    def A_T(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
+        s = self.scale
+        with torch.enable_grad():
+            x = y.new_zeros(*y.shape[:-2], y.shape[-2] * s, y.shape[-1] * s, requires_grad=True)
+            (grad,) = torch.autograd.grad(self.A(x), x, y)
+        return grad
+
+    def A_pinv(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
+        return self.tikhonov(y, self.eps)
+
+    def gram_inv(self, r: torch.Tensor, lam: float) -> torch.Tensor:
+        return pcg(lambda u: self.A(self.A_T(u)) + lam * u, r, lambda u: self.circular.gram_inv(u, lam), self.iters)
