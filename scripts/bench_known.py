@@ -10,7 +10,8 @@ interruption and units can run in parallel processes (`--only deblur-2.55 --cach
 
 Rows (../shared/README.md protocol; image k seeded seed + k; uint8 PSNR/SSIM):
 - inpaint: CBSD68 with the committed free-form masks (benchmarks/masks), mask given. Ours: the sampler
-  with range-null-space projection (DDNM-style) at 1/4/8 steps; the blind model on the holes filled
+  with range-null-space projection (DDNM-style) at 1/4/8 steps and plug-and-play HQS, all started from the
+  Telea fill (known.telea_fill); the blind model on the holes filled
   with 0; OpenCV Telea and Navier-Stokes. `exact` = max |output - input| over known pixels in uint8.
 - deblur: CBSD68, each Levin kernel (circular blur, as the FFT operator) + AWGN 2.55 and 7.65. Ours:
   the proximal sampler (1 step) and plug-and-play HQS (8 iterations); Wiener with the true kernel.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import sys
 import time
@@ -117,6 +119,8 @@ def bench_inpaint(t: Table, model, root: Path, seed: int, limit: int | None) -> 
                 out, s = timed(restore_known, r, y, Known(mask=mask), seed)
                 exact = float((_q(out) - _q(y)).abs().mul(255)[..., mask.bool()].max())
                 t.add((*key, f"ours, mask given, {n} step{'s' * (n > 1)}"), x, out, s, n, exact=exact)
+            out, s = timed(restore_known, steps[1], y, Known(mask=mask, pnp_iters=8), seed)
+            t.add((*key, "ours, mask given, plug-and-play, 8 iterations"), x, out, s, 8)
             for method in ("telea", "ns"):
                 out, s = timed(baselines.inpaint, _hwc(y), mask.numpy() > 0, method)
                 t.add((*key, f"OpenCV {method}"), x, _chw(out), s, 0)
@@ -198,7 +202,8 @@ BENCHES = ("inpaint", "deblur", "sr", "speckle")  # --only names: a bench is the
 
 def run_unit(name: str, args, model, table: Table) -> int:
     """Compute unit `name` into `table`, or load it from args.cache when it was finished before."""
-    cached = args.cache / f"{name}-limit{args.limit or 'all'}-seed{args.seed}.json" if args.cache else None
+    tag = hashlib.sha256(args.weights.read_bytes()).hexdigest()[:12]
+    cached = args.cache / f"{name}-{tag}-limit{args.limit or 'all'}-seed{args.seed}.json" if args.cache else None
     if cached is not None and cached.exists():
         info = json.loads(cached.read_text())
         table.load(info["acc"])

@@ -1,4 +1,5 @@
-"""The exact bicubic-resize operator (what the `sr` degradation does) and noiseless restoration that stays in range."""
+"""Known-operator details: the exact bicubic-resize operator (the `sr` degradation), noiseless restoration that
+stays in range, and the Telea start for inpainting."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from sirestore.degrade import parse_spec
 from sirestore.degrade.resize import ResizeOperator
-from sirestore.known import Known, consistent_in_range
+from sirestore.known import Known, consistent_in_range, telea_fill
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -48,3 +49,16 @@ def test_consistent_in_range_keeps_consistency_after_the_clamp():
     residual = lambda x: (op.A(x.clamp(0, 1)) - y).pow(2).mean().sqrt().item()  # noqa: E731
     assert residual(one) > 10 * residual(box)
     assert (op.A(box) - y).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_telea_fill_keeps_observed_pixels_and_fills_holes(channels):
+    gen = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(2, channels, 20, 24, generator=gen)
+    mask = torch.ones(20, 24)
+    mask[5:12, 6:15] = 0
+    filled = telea_fill(x * mask, mask)
+    assert filled.shape == x.shape
+    assert torch.equal(filled[..., mask.bool()], x[..., mask.bool()])
+    holes = filled[..., ~mask.bool()]
+    assert holes.min() > 0.1 and holes.max() < 0.9  # filled from the surroundings, not left at 0
