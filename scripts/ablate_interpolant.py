@@ -2,11 +2,13 @@
 
     python scripts/ablate_interpolant.py [--steps 2000] [--only NAME ...] [--work runs/ablation]
 
-Six variants of the shipped network (same widths and blocks, no detector) are trained from scratch with
+Seven variants of the shipped network (same widths and blocks, no detector) are trained from scratch with
 the same data, degradation mixture, optimizer, seed and number of steps; they differ only in the path
 (straight bridge y -> x, stochastic bridge with gamma(t) = s sqrt(t (1 - t)), noise -> x conditioned on
 y) and in what the network outputs (x_1 or the velocity); the sixth is plain L1 regression x_1 = f(y)
-(trained at t = 0 only, the "CNN" row of the literature). All use the smooth-L1 (Charbonnier) loss.
+(trained at t = 0 only, the "CNN" row of the literature); the seventh is a conditional DDPM (SR3 style:
+noise prediction on the variance-preserving path, sampled with DDIM 10/20/50 and DDPM 1000). The flow
+variants use the smooth-L1 (Charbonnier) loss, DDPM its usual MSE on the noise.
 Each is evaluated at 1, 2, 4 and 8 Euler steps (the sde sampler for the stochastic bridge) on the 8
 validation images held out of CBSD432 (never on a test set: the choice of what to ship is made here),
 for each evaluation degradation (image k seeded k): PSNR and LPIPS-alex. Training resumes from
@@ -43,7 +45,19 @@ VARIANTS: dict[str, tuple[dict, dict]] = {  # (ModelConfig fields, TrainConfig f
     "noise -> clean, x1": ({"source_is_noise": True}, {}),
     "noise -> clean, velocity": ({"source_is_noise": True, "predict_velocity": True}, {}),
     "L1 regression (t = 0 only)": ({}, {"t0_prob": 1.0}),  # the "CNN" row: x1 = f(y), no path
+    "DDPM (noise prediction)": ({"source_is_noise": True, "diffusion": True}, {"t0_prob": 0.0, "loss": "mse"}),
 }
+DDPM_1000_SPEC = "awgn:sigma=25"  # DDPM's 1000-step sampler runs on this spec only (1000 evaluations an image)
+
+
+def settings(name: str) -> list[tuple[str, int]]:
+    """(sampler, steps) to evaluate a variant with."""
+    model_fields = VARIANTS[name][0]
+    if model_fields.get("diffusion"):
+        return [("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddpm", 1000)]
+    return [("sde" if model_fields.get("noise") else "euler", n) for n in STEPS]
+
+
 MIXTURE = {  # training degradations: one of each family the evaluation covers
     "awgn:sigma_max=55": 2.0,
     "motion_blur+awgn:sigma_max=5": 1.0,
@@ -60,8 +74,9 @@ def slug(name: str) -> str:
 
 
 def config(name: str, steps: int, work: Path) -> TrainConfig:
-    net = UNetConfig(widths=[16, 48, 96, 160], enc_blocks=[1, 2, 2], mid_blocks=2, dec_blocks=[1, 1, 1])
     model_fields, train_fields = VARIANTS[name]
+    net = UNetConfig(widths=[16, 48, 96, 160], enc_blocks=[1, 2, 2], mid_blocks=2, dec_blocks=[1, 1, 1])
+    net.residual = not model_fields.get("diffusion")  # the noise prediction is not a correction of x_t
     return TrainConfig(
         model=ModelConfig(net=net, **model_fields),
         mixture=dict(MIXTURE),
@@ -79,23 +94,25 @@ def config(name: str, steps: int, work: Path) -> TrainConfig:
 
 
 @torch.no_grad()
-def evaluate(model, images: list[torch.Tensor], stochastic_sampler: bool) -> list[dict]:
-    """PSNR / LPIPS-alex per evaluation spec and step count, averaged over the images."""
+def evaluate(model, images: list[torch.Tensor], name: str) -> list[dict]:
+    """PSNR / LPIPS-alex per evaluation spec and (sampler, steps), averaged over the images."""
     rows = []
     with_lpips = perceptual.available("lpips")
     for spec in EVAL_SPECS:
         degrade = parse_spec(spec)
         pairs = [(x, degrade(x, torch.Generator().manual_seed(k))[0]) for k, x in enumerate(images)]
-        for n in STEPS:
-            r = Restorer(model=model, steps=n, seed=0, sampler="sde" if stochastic_sampler else "euler")
+        for sampler, n in settings(name):
+            if n == 1000 and spec != DDPM_1000_SPEC:
+                continue
+            r = Restorer(model=model, steps=n, seed=0, sampler=sampler)
             p, lp, start = 0.0, 0.0, time.perf_counter()
             for x, y in pairs:
                 out = r.restore_tensor(y).clamp(0, 1)
                 p += psnr(out, x)
                 lp += float(perceptual.lpips(out, x)[0]) if with_lpips else float("nan")
-            k = len(pairs)
+            k, seconds = len(pairs), (time.perf_counter() - start) / len(pairs)
             rows.append(
-                {"spec": spec, "steps": n, "psnr": p / k, "lpips": lp / k, "seconds": (time.perf_counter() - start) / k}
+                {"spec": spec, "sampler": sampler, "steps": n, "psnr": p / k, "lpips": lp / k, "seconds": seconds}
             )
     return rows
 
@@ -116,7 +133,7 @@ def main() -> None:
         log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
         minutes[name] = float(json.loads(log[-1])["time"]) / 60
         images = _load_data(cfg)[1]
-        results[name] = evaluate(model, images, stochastic_sampler=bool(VARIANTS[name][0].get("noise")))
+        results[name] = evaluate(model, images, name)
         print(f"{name}: trained {args.steps} steps in {minutes[name]:.1f} min", flush=True)
     write(args, results, minutes)
 
@@ -125,7 +142,7 @@ def write(args, results: dict[str, list[dict]], minutes: dict[str, float]) -> No
     rows = [{"variant": name, **row} for name, rs in results.items() for row in rs]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["variant", "spec", "steps", "psnr", "lpips", "seconds"])
+        w = csv.DictWriter(f, fieldnames=["variant", "spec", "sampler", "steps", "psnr", "lpips", "seconds"])
         w.writeheader()
         w.writerows(rows)
     lines = [
@@ -136,22 +153,30 @@ def write(args, results: dict[str, list[dict]], minutes: dict[str, float]) -> No
         f"scratch for {args.steps} steps (batch 8, 96 px crops, AdamW 2e-3 cosine, seed 0) on the mixture "
         + ", ".join(f"`{s}` ({w:g})" for s, w in MIXTURE.items())
         + ". Evaluated on the 8 validation images held out of CBSD432 (image k seeded k), uint8 PSNR (dB) and "
-        "LPIPS-alex; Euler steps (the sde sampler for the stochastic bridge). Training minutes: "
+        "LPIPS-alex; Euler steps (the sde sampler for the stochastic bridge; DDIM and DDPM for the diffusion "
+        "model, which trains on the MSE of its noise prediction at uniform times). Training minutes: "
         + ", ".join(f"{n} {m:.0f}" for n, m in minutes.items())
         + ".",
         "",
     ]
-    for spec in EVAL_SPECS:
-        lines += [
-            f"## `{spec}`",
-            "",
-            "| variant | " + " | ".join(f"{n} step{'s' * (n > 1)} PSNR / LPIPS" for n in STEPS) + " |",
-        ]
-        lines.append("|---|" + "---|" * len(STEPS))
-        for name, rs in results.items():
-            cells = [f"{r['psnr']:.2f} / {r['lpips']:.3f}" for r in rs if r["spec"] == spec]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+    lines += ["| variant | sampler, steps | " + " | ".join(f"`{spec}`" for spec in EVAL_SPECS) + " |"]
+    lines.append("|---|---|" + "---|" * len(EVAL_SPECS))
+    for name, rs in results.items():
+        for sampler, n in settings(name):
+            cells = {
+                r["spec"]: f"{r['psnr']:.2f} / {r['lpips']:.3f}"
+                for r in rs
+                if (r["sampler"], r["steps"]) == (sampler, n)
+            }
+            lines.append(
+                f"| {name} | {sampler}, {n} | " + " | ".join(cells.get(spec, "not run") for spec in EVAL_SPECS) + " |"
+            )
+    lines += [
+        "",
+        "Cells: PSNR (dB) / LPIPS-alex (lower is better). DDPM's 1000-step sampler runs on `"
+        + DDPM_1000_SPEC
+        + "` only.",
+    ]
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -47,7 +47,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
     p.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
     p.add_argument("--steps", type=int, help="sampler steps; 1 = one network evaluation (default 1)")
-    p.add_argument("--sampler", choices=["euler", "heun", "sde"], help="step rule (default euler)")
+    p.add_argument(
+        "--sampler",
+        choices=["euler", "heun", "sde", "ddim", "ddpm"],
+        help="step rule (default euler; ddim / ddpm for diffusion-baseline weights)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
     p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)

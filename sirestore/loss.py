@@ -32,12 +32,13 @@ def flow_loss(
     distance: str = "charbonnier",
     task: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Loss of one path sample: the network's raw output against x_1 or against dx_t
-    (velocity prediction), by a distance of DISTANCES. `model` is a FlowModel, possibly wrapped
-    for data parallelism; `task` (B, T + 1) its conditioning vector (None: detected)."""
+    """Loss of one path sample: the network's raw output against x_1, against dx_t (velocity
+    prediction) or against the noise x_0 (diffusion: DDPM's epsilon), by a distance of DISTANCES.
+    `model` is a FlowModel, possibly wrapped for data parallelism; `task` (B, T + 1) its
+    conditioning vector (None: detected)."""
     if distance not in DISTANCES:
         raise ValueError(f"loss {distance!r}: expected one of {', '.join(DISTANCES)}")
-    target = s.dx_t if cfg.predict_velocity else s.x_1
+    target = s.x_0 if cfg.diffusion else s.dx_t if cfg.predict_velocity else s.x_1
     return DISTANCES[distance](model(s.x_t, s.t, y, raw=True, task=task), target)
 
 

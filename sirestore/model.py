@@ -10,7 +10,7 @@ from torch import nn
 from sirestore.degrade.mixture import TASKS
 from sirestore.nn.taskenc import TaskEncoder, condition
 from sirestore.nn.unet import UNet, UNetConfig
-from sirestore.path import Interpolant
+from sirestore.path import Interpolant, VPPath
 
 
 @dataclass
@@ -23,6 +23,8 @@ class ModelConfig:
     predict_velocity: bool = False  # the network outputs the velocity instead of x1_hat
     detector: bool = False  # all-in-one: a TaskEncoder detects the degradation of y and conditions
     # the network on it (needs net.task_dim = len(TASKS) + 1)
+    diffusion: bool = False  # the DDPM baseline: the variance-preserving path (path.VPPath, needs
+    # source_is_noise) and the network predicts the noise x_0; sample with --sampler ddim or ddpm
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -47,14 +49,16 @@ class FlowModel(nn.Module):
         self.net = UNet(cfg.net)
         self.detector = TaskEncoder(len(TASKS)) if cfg.detector else None
         self.detection: tuple[torch.Tensor, torch.Tensor] | None = None  # (logits, sigma) of the last forward
-        self.path = Interpolant(noise=cfg.noise, source_is_noise=cfg.source_is_noise)
+        if cfg.diffusion and (not cfg.source_is_noise or cfg.noise or cfg.predict_velocity):
+            raise ValueError("a diffusion model needs source_is_noise, no path noise and no velocity prediction")
+        self.path = VPPath() if cfg.diffusion else Interpolant(noise=cfg.noise, source_is_noise=cfg.source_is_noise)
 
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False, task: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x1_hat for x_t (B, C, H, W) at times t (B,) given the observation y (B, C, H, W).
 
-        raw=True returns the network output itself (x1_hat or the velocity, per the config). With a
+        raw=True returns the network output itself (x1_hat, the velocity or the noise, per the config). With a
         detector, `task` (B, len(TASKS) + 1) is the conditioning vector (see `nn.taskenc.condition`);
         None detects it from y. In training the detector always runs (its output is kept in
         `detection`), so that data-parallel training sees every parameter used.
@@ -70,6 +74,8 @@ class FlowModel(nn.Module):
             return out
         if self.cfg.predict_velocity:
             return self.path.x1_from_velocity(x_t, out, t)
+        if self.cfg.diffusion:
+            return self.path.x1_from_x0(x_t, out, t)
         return out
 
     def detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -116,3 +116,83 @@ def sample_times(
     t = torch.rand(batch, generator=gen, device=device)
     at_zero = torch.rand(batch, generator=gen, device=device) < t0_prob
     return torch.where(at_zero, torch.zeros_like(t), t)
+
+
+@dataclass(frozen=True)
+class VPPath:
+    """The variance-preserving diffusion path of DDPM, for the diffusion baselines (noise -> clean).
+
+    x_t = alpha(t) x_0 + beta(t) x_1 with x_0 ~ N(0, I), alpha^2 + beta^2 = 1, beta(t)^2 = abar(1 - t) the
+    signal fraction of the continuous-time linear schedule: abar(s) = exp(-(b0 s + (b1 - b0) s^2 / 2)),
+    b0 = 0.1, b1 = 20 (the limit of DDPM's 1000 betas from 1e-4 to 0.02; Song et al., 2021). t = 0 is
+    (almost) pure noise (abar = 4.3e-5), t = 1 the clean image. The network predicts the noise x_0 (DDPM's
+    epsilon); `x1_from_x0` turns it into an x_1 estimate. Same interface as `Interpolant` (gamma = 0).
+    """
+
+    b0: float = 0.1
+    b1: float = 20.0
+    noise: float = 0.0  # no extra path noise (the interface of Interpolant)
+    source_is_noise: bool = True
+
+    def _log_abar(self, t: torch.Tensor) -> torch.Tensor:
+        s = 1 - t
+        return -(self.b0 * s + 0.5 * (self.b1 - self.b0) * s * s)
+
+    def _d_log_abar(self, t: torch.Tensor) -> torch.Tensor:
+        return self.b0 + (self.b1 - self.b0) * (1 - t)
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt((-torch.expm1(self._log_abar(t))).clamp_min(0))
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.exp(0.5 * self._log_abar(t))
+
+    def gamma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(t)
+
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """-abar (log abar)' / (2 alpha); finite at t = 1 by clamping alpha at 1e-4."""
+        abar = torch.exp(self._log_abar(t))
+        return -0.5 * abar * self._d_log_abar(t) / self.alpha(t).clamp_min(1e-4)
+
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self.beta(t) * self._d_log_abar(t)
+
+    def d_gamma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(t)
+
+    def source(self, y: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Noise of y's shape."""
+        return torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
+
+    def sample(
+        self, x_0: torch.Tensor, x_1: torch.Tensor, t: torch.Tensor, gen: torch.Generator | None = None
+    ) -> PathSample:
+        """x_t and its velocity at times t (B,); x_0 is the noise."""
+        tb = _expand(t, x_1)
+        x_t = self.alpha(tb) * x_0 + self.beta(tb) * x_1
+        dx_t = self.d_alpha(tb) * x_0 + self.d_beta(tb) * x_1
+        return PathSample(x_0=x_0, x_1=x_1, t=t, x_t=x_t, dx_t=dx_t)
+
+    def x0_from_x1(self, x_t: torch.Tensor, x_1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise implied by x_t and an x_1 estimate."""
+        tb = _expand(t, x_t)
+        return (x_t - self.beta(tb) * x_1) / self.alpha(tb).clamp_min(1e-6)
+
+    def x1_from_x0(self, x_t: torch.Tensor, x_0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The x_1 estimate implied by x_t and a noise estimate (DDPM's x_0 from epsilon)."""
+        tb = _expand(t, x_t)
+        return (x_t - self.alpha(tb) * x_0) / self.beta(tb)
+
+    def velocity_from_x1(
+        self, x_t: torch.Tensor, x1_hat: torch.Tensor, t: torch.Tensor, x_0: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Velocity of the path through x_t with clean end x1_hat (x_0 solved from x_t)."""
+        tb = _expand(t, x_t)
+        return self.d_alpha(tb) * self.x0_from_x1(x_t, x1_hat, t) + self.d_beta(tb) * x1_hat
+
+    def x1_from_velocity(self, x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Invert velocity_from_x1: solve x_t = a x_0 + b x_1, v = a' x_0 + b' x_1 for x_1."""
+        tb = _expand(t, x_t)
+        a, b, da, db = self.alpha(tb), self.beta(tb), self.d_alpha(tb), self.d_beta(tb)
+        return (a * v - da * x_t) / (a * db - da * b)

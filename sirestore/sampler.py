@@ -89,10 +89,50 @@ def stochastic_step(
     return x_next
 
 
+def _x1_and_source(model: FlowModel, x_t: torch.Tensor, t: float, y: torch.Tensor, ctx: StepContext):
+    """x1_hat clamped to the data range [0, 1] (DDPM's clipped prediction), and the source implied by x_t."""
+    x1_hat = predict_x1(model, x_t, t, y, ctx).clamp(0, 1)
+    if ctx.x_0 is not None:
+        return x1_hat, ctx.x_0
+    return x1_hat, model.path.x0_from_x1(x_t, x1_hat, torch.tensor(float(t), dtype=x_t.dtype, device=x_t.device))
+
+
+def ddim_step(
+    model: FlowModel, x_t: torch.Tensor, t: float, t_next: float, y: torch.Tensor, ctx: StepContext
+) -> torch.Tensor:
+    """DDIM (eta = 0; Song et al., 2021): x_next = alpha(t') x0_hat + beta(t') x1_hat, with x1_hat clipped to
+    [0, 1] and x0_hat the source implied by x_t. Deterministic; lands on x1_hat at t' = 1. One evaluation."""
+    x1_hat, x0_hat = _x1_and_source(model, x_t, t, y, ctx)
+    tn = torch.tensor(float(t_next), dtype=x_t.dtype, device=x_t.device)
+    return model.path.alpha(tn) * x0_hat + model.path.beta(tn) * x1_hat
+
+
+def ddpm_step(
+    model: FlowModel, x_t: torch.Tensor, t: float, t_next: float, y: torch.Tensor, ctx: StepContext
+) -> torch.Tensor:
+    """DDPM ancestral step (Ho et al., 2020) on a variance-preserving path (alpha^2 + beta^2 = 1): a draw from
+    q(x_t' | x_t, x1_hat), i.e. DDIM with eta = 1. With 1000 steps it is DDPM's sampler. One evaluation."""
+    x1_hat, x0_hat = _x1_and_source(model, x_t, t, y, ctx)
+    path = model.path
+    tt, tn = (torch.tensor(float(v), dtype=torch.float64) for v in (t, t_next))
+    abar, abar_next = float(path.beta(tt) ** 2), float(path.beta(tn) ** 2)
+    var = (1 - abar_next) / max(1 - abar, 1e-12) * (1 - abar / abar_next)  # the posterior variance
+    x_next = float(path.beta(tn)) * x1_hat + max(1 - abar_next - var, 0.0) ** 0.5 * x0_hat
+    if var > 0:
+        x_next = x_next + var**0.5 * torch.randn(x_t.shape, generator=ctx.gen, dtype=x_t.dtype).to(x_t.device)
+    return x_next
+
+
 Step = Callable[[FlowModel, torch.Tensor, float, float, torch.Tensor, StepContext], torch.Tensor]
 
-# the step functions offered on the command line
-STEPS: dict[str, Step] = {"euler": euler_step, "heun": heun_step, "sde": stochastic_step}
+# the step functions offered on the command line (ddim and ddpm are for diffusion models)
+STEPS: dict[str, Step] = {
+    "euler": euler_step,
+    "heun": heun_step,
+    "sde": stochastic_step,
+    "ddim": ddim_step,
+    "ddpm": ddpm_step,
+}
 
 
 @torch.no_grad()
