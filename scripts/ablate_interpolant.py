@@ -12,7 +12,8 @@ variants use the smooth-L1 (Charbonnier) loss, DDPM its usual MSE on the noise.
 Each is evaluated at 1, 2, 4 and 8 Euler steps (the sde sampler for the stochastic bridge) on the 8
 validation images held out of CBSD432 (never on a test set: the choice of what to ship is made here),
 for each evaluation degradation (image k seeded k): PSNR and LPIPS-alex. Training resumes from
-runs/ablation/<variant> when interrupted. Writes docs/ablation.md and .csv.
+runs/ablation/<variant> when interrupted, and each variant's scores are kept there, so variants can be
+run in parallel processes (--only) and a last run without --only assembles docs/ablation.md and .csv.
 """
 
 from __future__ import annotations
@@ -133,7 +134,12 @@ def main() -> None:
         log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
         minutes[name] = float(json.loads(log[-1])["time"]) / 60
         images = _load_data(cfg)[1]
-        results[name] = evaluate(model, images, name)
+        cached = Path(cfg.out_dir) / f"eval-{args.steps}.json"  # the scores of this variant's final weights
+        if cached.exists():
+            results[name] = json.loads(cached.read_text())
+        else:
+            results[name] = evaluate(model, images, name)
+            cached.write_text(json.dumps(results[name]))
         print(f"{name}: trained {args.steps} steps in {minutes[name]:.1f} min", flush=True)
     write(args, results, minutes)
 
