@@ -36,7 +36,8 @@ DOWNSAMPLE_KERNELS: dict[str, Callable[[int], torch.Tensor | None]] = {
     "average": lambda scale: None,  # the mean of each scale x scale block
 }
 BOUNDARIES = ("valid", "circular")
-BOX_ITERS = 10  # alternating projections between {A x = y} and [0, 1] after a noiseless restoration
+BOX_ITERS = 100  # at most this many alternating projections between {A x = y} and [0, 1] (noiseless case)
+BOX_TOL = 0.1 / 255  # until the clamped result reproduces y to this RMS
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,22 @@ def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int =
     return op.crop_x(x) if isinstance(op, CroppedOperator) else x
 
 
-def consistent_in_range(op: LinearOperator, y: torch.Tensor, x: torch.Tensor, iters: int = BOX_ITERS) -> torch.Tensor:
+def consistent_in_range(
+    op: LinearOperator, y: torch.Tensor, x: torch.Tensor, iters: int = BOX_ITERS, tol: float = BOX_TOL
+) -> torch.Tensor:
     """Project x onto {A x = y}, alternating with the clamp to [0, 1] (POCS: both sets are convex and the true
-    image lies in both), so the saved (clamped) image stays consistent: (B, C, H', W'). A mask needs one
-    projection (it keeps x in range when y is)."""
+    image lies in both) until the clamped image is consistent to `tol` RMS or after `iters` rounds, so the
+    saved (clamped) image stays consistent: (B, C, H', W'). A mask needs one projection (it keeps x in
+    range when y is)."""
     dc = proximal(op, y, 0, 1.0)
     x = dc(x)
-    if not isinstance(op, MaskOperator):
-        for _ in range(iters):
-            x = dc(x.clamp(0, 1))
+    if isinstance(op, MaskOperator):
+        return x
+    for _ in range(iters):
+        inside = x.clamp(0, 1)
+        if float((op.A(inside) - y.to(x.device, x.dtype)).pow(2).mean().sqrt()) <= tol:
+            break
+        x = dc(inside)
     return x
 
 
