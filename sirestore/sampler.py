@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from sirestore.model import FlowModel
+from sirestore.path import VPPath
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
@@ -112,8 +113,10 @@ def ddpm_step(
 ) -> torch.Tensor:
     """DDPM ancestral step (Ho et al., 2020) on a variance-preserving path (alpha^2 + beta^2 = 1): a draw from
     q(x_t' | x_t, x1_hat), i.e. DDIM with eta = 1. With 1000 steps it is DDPM's sampler. One evaluation."""
-    x1_hat, x0_hat = _x1_and_source(model, x_t, t, y, ctx)
     path = model.path
+    if not isinstance(path, VPPath):
+        raise ValueError("the ddpm sampler needs a diffusion model (a variance-preserving path)")
+    x1_hat, x0_hat = _x1_and_source(model, x_t, t, y, ctx)
     tt, tn = (torch.tensor(float(v), dtype=torch.float64) for v in (t, t_next))
     abar, abar_next = float(path.beta(tt) ** 2), float(path.beta(tn) ** 2)
     var = (1 - abar_next) / max(1 - abar, 1e-12) * (1 - abar / abar_next)  # the posterior variance

@@ -86,3 +86,9 @@ def test_diffusion_model_predicts_the_noise_and_rejects_bad_configs():
     for bad in ({}, {"source_is_noise": True, "noise": 0.5}, {"source_is_noise": True, "predict_velocity": True}):
         with pytest.raises(ValueError):
             FlowModel(tiny_config(diffusion=True, **bad))
+
+
+def test_ddpm_sampler_refuses_a_bridge_model():
+    model = FlowModel(tiny_config())
+    with pytest.raises(ValueError, match="diffusion model"):
+        sample(model, torch.rand(1, 3, 16, 16), 2, ddpm_step)
