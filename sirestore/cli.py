@@ -189,10 +189,8 @@ def _ort_restorer(args: argparse.Namespace):
         raise UsageError("--backend ort runs on the CPU; leave out --device")
     if args.max_memory is not None:
         raise UsageError("--max-memory needs the torch backend; use --tile with --backend ort")
-    if args.task is not None:
-        raise UsageError("--task needs the torch backend (an all-in-one model's weights)")
     try:
-        restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads)
+        restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads, task=args.task)
     except ValueError as err:
         raise UsageError(str(err)) from None
     for flag, asked, baked in (("--steps", args.steps, restorer.steps), ("--sampler", args.sampler, restorer.sampler)):
@@ -255,7 +253,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not jobs:
         return 1 if errors else 0
     restorer = _restorer(args)
-    if args.explain and getattr(getattr(restorer, "model", None), "detector", None) is None:
+    has_detector = getattr(getattr(restorer, "model", None), "detector", None) is not None
+    if args.explain and not (has_detector or getattr(restorer, "detector", None) is not None):
         raise UsageError("--explain needs an all-in-one model (with a degradation detector)")
     for path in clean_output_folders(jobs):
         print(f"note: removed {shown(path)}, a temporary file left by an interrupted run", file=sys.stderr)

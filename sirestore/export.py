@@ -11,6 +11,7 @@ Needs the `onnx` extra (`pip install "sirestore[onnx]"`); `--int8` also needs on
 
 from __future__ import annotations
 
+import base64
 import copy
 import io
 import logging
@@ -23,6 +24,7 @@ from torch import nn
 
 import sirestore
 from sirestore.checkpoint import atomic_write
+from sirestore.degrade.mixture import TASKS
 from sirestore.model import FlowModel
 from sirestore.nn.blocks import InvertedResidual
 from sirestore.nn.unet import UNet
@@ -54,11 +56,25 @@ def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
 @torch.no_grad()
 def net_at(net: UNet, t: float) -> UNet:
     """A copy of `net` for the one time t, to be run as `body(inp, None)`: every block's FiLM
-    affine (1 + scale) h + shift is folded into its expansion conv (any `groups`), film removed."""
+    affine (1 + scale) h + shift is folded into its expansion conv (any `groups`), film removed.
+
+    A network conditioned on a task vector c (all-in-one models) is run as `body(inp, c)` instead:
+    its embedding time(t) + task(c) is affine in c, so each block's FiLM becomes one linear map of c
+    (film(time(t) + W c + b) = film.W W c + film(time(t) + b)), evaluated per image in the graph."""
     frozen = copy.deepcopy(net)
     if net.time is None:
         return frozen
     emb = net.time(torch.full((1,), t))  # (1, emb_dim)
+    if net.task is not None:
+        base = emb + net.task.bias  # (1, emb_dim)
+        for block in frozen.modules():
+            if isinstance(block, InvertedResidual) and block.film is not None:
+                film = nn.Linear(net.task.in_features, block.film.out_features)
+                film.weight.copy_(block.film.weight @ net.task.weight)
+                film.bias.copy_(block.film(base)[0])
+                block.film, block.fold = film, False
+        frozen.time = frozen.task = None
+        return frozen
     for block in frozen.modules():
         if isinstance(block, InvertedResidual) and block.film is not None:
             w, b = block.folded_expansion(emb)
@@ -79,19 +95,21 @@ class _TracedModel(nn.Module):
         super().__init__()
         self.cfg, self.path, self.times = model.cfg, model.path, times
         self.nets = nn.ModuleList(net_at(model.net, t) for t in (times if model.net.time is not None else [0.0]))
+        self.task: torch.Tensor | None = None  # the graph's task input (all-in-one models), set per forward
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # the sampler gives one time per evaluation; its value (a constant of the trace) picks the network
         tv = float(t.reshape(-1)[0])
         net = self.nets[min(range(len(self.nets)), key=lambda i: abs(self.times[i] - tv))]
         inp = torch.cat([x_t, y], dim=1) if net.cfg.cond_channels else x_t
-        out = net.body(pad_to_multiple(inp, net.multiple), None)[..., : x_t.shape[-2], : x_t.shape[-1]]
+        out = net.body(pad_to_multiple(inp, net.multiple), self.task)[..., : x_t.shape[-2], : x_t.shape[-1]]
         out = x_t + out if net.cfg.residual else out
         return self.path.x1_from_velocity(x_t, out, t) if self.cfg.predict_velocity else out
 
 
 class RestoreGraph(nn.Module):
-    """y (B, 3, H, W) -> restoration (B, 3, H, W): `sample` with `steps` steps of an ODE sampler."""
+    """y (B, 3, H, W) [, task (B, len(TASKS) + 1)] -> restoration (B, 3, H, W): `sample` with `steps`
+    steps of an ODE sampler; all-in-one models take their conditioning vector as the second input."""
 
     def __init__(self, model: FlowModel, steps: int = 1, sampler: str = "euler") -> None:
         super().__init__()
@@ -99,14 +117,42 @@ class RestoreGraph(nn.Module):
         self.traced = _TracedModel(model.eval(), time_grid(steps).tolist())
         self.steps, self.step = steps, STEPS[sampler]
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        self.traced.task = task
         return sample(self.traced, y, steps=self.steps, step=self.step)
+
+
+class DetectorGraph(nn.Module):
+    """crop (B, 3, h, w) -> the conditioning vector (B, len(TASKS) + 1): an all-in-one model's detector."""
+
+    def __init__(self, model: FlowModel) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, crop: torch.Tensor) -> torch.Tensor:
+        return self.model.detect_condition(crop)
+
+
+def detector_onnx_bytes(model: FlowModel, opset: int = OPSET) -> bytes:
+    """The fp32 ONNX graph of DetectorGraph (input `crop`, output `task`, dynamic batch/height/width)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            DetectorGraph(model),
+            (torch.rand(1, 3, 40, 56),),
+            buf,
+            dynamo=False,
+            input_names=["crop"],
+            output_names=["task"],
+            opset_version=opset,
+            dynamic_axes={"crop": {0: "batch", 2: "height", 3: "width"}, "task": {0: "batch"}},
+        )
+    return buf.getvalue()
 
 
 def check_exportable(model: FlowModel, steps: int, sampler: str) -> None:
     """Raise OnnxError (one line) unless the model and sampler give a deterministic function."""
-    if model.detector is not None:
-        raise OnnxError("ONNX export does not support all-in-one models (with a degradation detector)")
     if sampler not in ODE_SAMPLERS:
         raise OnnxError(f"--sampler {sampler}: ONNX export needs a deterministic (ODE) sampler: euler or heun")
     if steps < 1:
@@ -119,19 +165,24 @@ def check_exportable(model: FlowModel, steps: int, sampler: str) -> None:
 def to_onnx_bytes(model: FlowModel, steps: int = 1, sampler: str = "euler", opset: int = OPSET) -> bytes:
     """The fp32 ONNX graph of RestoreGraph (input `y`, output `x`, dynamic batch/height/width)."""
     graph = RestoreGraph(model, steps, sampler)
-    example = torch.rand(1, 3, 37, 53)
+    example: tuple[torch.Tensor, ...] = (torch.rand(1, 3, 37, 53),)
+    names, axes = ["y"], {"y": {0: "batch", 2: "height", 3: "width"}, "x": {0: "batch", 2: "height", 3: "width"}}
+    if model.detector is not None:
+        example += (torch.rand(1, model.net.cfg.task_dim),)
+        names.append("task")
+        axes["task"] = {0: "batch"}
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings on the constant times, the legacy exporter notice
         torch.onnx.export(
             graph,
-            (example,),
+            example,
             buf,
             dynamo=False,  # the TorchScript exporter: no onnxscript needed
-            input_names=["y"],
+            input_names=names,
             output_names=["x"],
             opset_version=opset,
-            dynamic_axes={"y": {0: "batch", 2: "height", 3: "width"}, "x": {0: "batch", 2: "height", 3: "width"}},
+            dynamic_axes=axes,
         )
     return buf.getvalue()
 
@@ -188,6 +239,13 @@ def export_onnx(
         "input": "y: float32 (batch, 3, height, width) in [0, 1]; gray as 3 equal channels",
         "output": "x: float32 (batch, 3, height, width), not clamped",
     }
+    if model.detector is not None:  # the detector travels in the metadata, as its own small ONNX graph
+        meta["input"] += (
+            "; task: float32 (batch, tasks + 1), the conditioning vector: what the `detector` graph (base64 in "
+            "this metadata; input crop = the image's centre, at most 1024 px a side) returns, or a forced task"
+        )
+        meta["tasks"] = ",".join(TASKS)
+        meta["detector"] = base64.b64encode(detector_onnx_bytes(model, opset)).decode("ascii")
     onnx.helper.set_model_props(proto, meta)
     proto.producer_name, proto.producer_version = "sirestore", sirestore.__version__
     onnx.checker.check_model(proto)

@@ -108,7 +108,7 @@ class Restorer:
             raise ValueError(f"expected (B, 1 or 3, H, W), got {tuple(y.shape)}")
         tile = self.plan(y.shape)
         vec = self.condition(y)  # once per image, for every tile and step
-        run = self._run if vec is None else partial(self._run, model=Conditioned(self.model, vec))
+        run = self._run if vec is None else partial(self._run, task=vec)
         if tile is not None:
             b, _, h, w = y.shape
             noise = None  # a noise source: the untiled path's draw, cropped per tile
@@ -124,13 +124,17 @@ class Restorer:
         return out.to(y.device)
 
     def _run(
-        self, y: torch.Tensor, dc: Projection | None, noise: torch.Tensor | None = None, model=None
+        self,
+        y: torch.Tensor,
+        dc: Projection | None,
+        noise: torch.Tensor | None = None,
+        task: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The sampler on y (B, 3, H, W); `noise` (B, 3, H, W) replaces the seeded draw of a noise source;
-        `model` (a Conditioned) replaces self.model."""
+        `task` (1 or B, len(TASKS) + 1) is the conditioning vector of an all-in-one model."""
         gen = torch.Generator().manual_seed(self.seed)
         step = STEPS[self.sampler]
-        model = self.model if model is None else model
+        model = self.model if task is None else Conditioned(self.model, task)
         return sample(
             model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise, noise_scale=self.noise_scale
         )

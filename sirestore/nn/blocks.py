@@ -92,9 +92,11 @@ class InvertedResidual(nn.Module):
         self.attn = ChannelAttention(hidden)
         self.project = nn.Conv2d(hidden, channels, 1, groups=groups)
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.fold = True  # inference may fold the norm affine, FiLM and attention into weights (export turns
+        # it off where the conditioning is a graph input that differs between the images of a batch)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        if not torch.is_grad_enabled() and self.groups == 1 and (emb is None or bool((emb == emb[:1]).all())):
+        if self.fold and not torch.is_grad_enabled() and self.groups == 1 and (emb is None or _same_rows(emb)):
             return self._folded(x, emb)
         h = self.norm(x)
         if self.film is not None and emb is not None:
@@ -132,6 +134,11 @@ class InvertedResidual(nn.Module):
         else:
             h = h * scale
         return x + F.conv2d(h, wp, bp)
+
+
+def _same_rows(emb: torch.Tensor) -> bool:
+    """Whether every image of the batch has the same embedding (B, D)."""
+    return bool((emb == emb[:1]).all())
 
 
 def time_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
