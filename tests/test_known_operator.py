@@ -262,6 +262,9 @@ def test_cli_inpainting_keeps_known_pixels_exactly(tmp_path, image_dir, tiny_wei
     assert a.shape == b.shape and np.abs(a - b)[keep].max() == 0
     assert np.abs(a - b)[~keep].max() > 0  # the holes were restored, not copied
     assert np.array_equal(b, _arr(out2))
+    out3 = tmp_path / "out3.png"  # plug-and-play ends with the same projection
+    assert _run([*base, "-o", out3, "--mask", tmp_path / "mask.png", "--pnp-iters", "2"], capsys)[0] == 0
+    assert np.abs(a - _arr(out3))[keep].max() == 0
 
 
 def test_cli_super_resolution_deblurring_pnp_and_speckle(tmp_path, image_dir, tiny_weights, capsys):
