@@ -2,7 +2,8 @@
 
     python scripts/ablate_interpolant.py [--steps 2000] [--only NAME ...] [--work runs/ablation]
 
-Seven variants of the shipped network (same widths and blocks, no detector) are trained from scratch with
+Seven variants of the shipped network (same widths and blocks, no detector; the output is added to x_t
+only for the bridge's x_1 targets, where x_t starts at y) are trained from scratch with
 the same data, degradation mixture, optimizer, seed and number of steps; they differ only in the path
 (straight bridge y -> x, stochastic bridge with gamma(t) = s sqrt(t (1 - t)), noise -> x conditioned on
 y) and in what the network outputs (x_1 or the velocity); the sixth is plain L1 regression x_1 = f(y)
@@ -77,7 +78,9 @@ def slug(name: str) -> str:
 def config(name: str, steps: int, work: Path) -> TrainConfig:
     model_fields, train_fields = VARIANTS[name]
     net = UNetConfig(widths=[16, 48, 96, 160], enc_blocks=[1, 2, 2], mid_blocks=2, dec_blocks=[1, 1, 1])
-    net.residual = not model_fields.get("diffusion")  # the noise prediction is not a correction of x_t
+    # the output is a correction of x_t only for the bridge's x_1 (x_t starts at y, close to x_1); a
+    # velocity, or an estimate from a noise source, is the network's output itself (zero at initialisation)
+    net.residual = not any(model_fields.get(k) for k in ("diffusion", "source_is_noise", "predict_velocity"))
     return TrainConfig(
         model=ModelConfig(net=net, **model_fields),
         mixture=dict(MIXTURE),
