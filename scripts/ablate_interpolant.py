@@ -13,8 +13,9 @@ variants use the smooth-L1 (Charbonnier) loss, DDPM its usual MSE on the noise.
 Each is evaluated at 1, 2, 4 and 8 Euler steps (the sde sampler for the stochastic bridge) on the 8
 validation images held out of CBSD432 (never on a test set: the choice of what to ship is made here),
 for each evaluation degradation (image k seeded k): PSNR and LPIPS-alex. Training resumes from
-runs/ablation/<variant> when interrupted, and each variant's scores are kept there, so variants can be
-run in parallel processes (--only) and a last run without --only assembles docs/ablation.md and .csv.
+runs/ablation/<variant> when interrupted, and each variant's scores are kept, so variants can be
+run in parallel processes (--only) and a last run without --only assembles docs/ablation.md and .csv
+(the scores are kept in docs/ablation/, so that run retrains nothing).
 """
 
 from __future__ import annotations
@@ -131,18 +132,19 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     minutes: dict[str, float] = {}
     for name in args.only or VARIANTS:
-        cfg = config(name, args.steps, args.work)
-        resume = (Path(cfg.out_dir) / "last.pt").exists()
-        model = train(cfg, resume=resume, progress=False)
-        log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
-        minutes[name] = float(json.loads(log[-1])["time"]) / 60
-        images = _load_data(cfg)[1]
-        cached = Path(cfg.out_dir) / f"eval-{args.steps}.json"  # the scores of this variant's final weights
-        if cached.exists():
-            results[name] = json.loads(cached.read_text())
-        else:
-            results[name] = evaluate(model, images, name)
-            cached.write_text(json.dumps(results[name]))
+        # each variant's scores are kept beside the report (committed), so that assembling it, or a later
+        # session, needs no retraining; the checkpoints themselves stay in --work
+        cached = args.out.parent / "ablation" / f"{slug(name)}-{args.steps}.json"
+        if not cached.exists():
+            cfg = config(name, args.steps, args.work)
+            resume = (Path(cfg.out_dir) / "last.pt").exists()
+            model = train(cfg, resume=resume, progress=False)
+            log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
+            rows = evaluate(model, _load_data(cfg)[1], name)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps({"minutes": float(json.loads(log[-1])["time"]) / 60, "rows": rows}))
+        record = json.loads(cached.read_text())
+        results[name], minutes[name] = record["rows"], record["minutes"]
         print(f"{name}: trained {args.steps} steps in {minutes[name]:.1f} min", flush=True)
     write(args, results, minutes)
 
