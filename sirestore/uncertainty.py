@@ -36,3 +36,20 @@ def sampling_image_fn(restorer: Restorer, samples: int, map_path: Path | None) -
         return mean[0].clamp_(0, 1).permute(1, 2, 0).contiguous().numpy(), info
 
     return fn
+
+
+def ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of the flattened a (ties get the mean of their ranks), float64 (n,)."""
+    _, inverse, counts = np.unique(np.ravel(a), return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + ends - 1) / 2)[inverse.ravel()]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two same-sized arrays (flattened); nan when either is constant."""
+    if np.size(a) != np.size(b):
+        raise ValueError(f"sizes differ: {np.size(a)} and {np.size(b)}")
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")

@@ -9,7 +9,7 @@ from sirestore.checkpoint import save_weights
 from sirestore.cli import main
 from sirestore.model import FlowModel
 from sirestore.restore import Restorer
-from sirestore.uncertainty import heat_map
+from sirestore.uncertainty import heat_map, ranks, spearman
 
 from .conftest import randomize, tiny_config
 
@@ -77,3 +77,21 @@ def test_cli_samples_and_uncertainty(tmp_path, stochastic_model, tiny_weights, c
     det = ["restore", str(src), "-o", str(tmp_path / "d.png"), "--weights", str(tiny_weights), "--samples", "2"]
     assert main(det) == 0
     assert "deterministic" in capsys.readouterr().err
+
+
+def test_ranks_average_ties():
+    assert ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [2.5, 0.0, 2.5, 1.0]
+
+
+def test_spearman_matches_scipy_and_is_rank_invariant():
+    stats = pytest.importorskip("scipy.stats")
+    g = np.random.default_rng(0)
+    a = g.normal(size=(7, 9))
+    b = a + g.normal(size=(7, 9))
+    b[0, :3] = b[0, 0]  # ties
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a.ravel(), b.ravel())[0], abs=1e-12)
+    assert spearman(a, np.exp(a)) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(spearman(a, np.ones_like(a)))
+    with pytest.raises(ValueError):
+        spearman(a, b[:3])
