@@ -146,9 +146,11 @@ def _init_from(model: FlowModel, path: str) -> None:
 
 
 def _can_grow(src: ModelConfig, dst: ModelConfig) -> bool:
-    """True when dst equals src except for as many or more blocks at every level, or for a
-    degradation detector that src lacks (its conditioning map starts at zero: no effect)."""
+    """True when dst equals src except for as many or more blocks at every level, for a
+    degradation detector that src lacks (its conditioning map starts at zero: no effect), or for the
+    path noise s (the same network and x_1 target: a straight bridge grows into a stochastic one)."""
     a, b = src.to_dict(), dst.to_dict()
+    a["noise"] = b["noise"]
     counts = ("enc_blocks", "dec_blocks", "mid_blocks", "task_dim")
     na, nb = a.pop("net"), b.pop("net")
     if not a["detector"]:
