@@ -2,13 +2,14 @@
 
     python scripts/ablate_interpolant.py [--steps 2000] [--only NAME ...] [--work runs/ablation]
 
-Seven variants of the shipped network (same widths and blocks, no detector; the output is added to x_t
-only for the bridge's x_1 targets, where x_t starts at y) are trained from scratch with
+Eight variants of the shipped network (same widths and blocks, no detector; the output is added to x_t
+only for the bridge's x_1 targets, where x_t starts at y, except in the eighth) are trained from scratch with
 the same data, degradation mixture, optimizer, seed and number of steps; they differ only in the path
 (straight bridge y -> x, stochastic bridge with gamma(t) = s sqrt(t (1 - t)), noise -> x conditioned on
 y) and in what the network outputs (x_1 or the velocity); the sixth is plain L1 regression x_1 = f(y)
 (trained at t = 0 only, the "CNN" row of the literature); the seventh is a conditional DDPM (SR3 style:
-noise prediction on the variance-preserving path, sampled with DDIM 10/20/50 and DDPM 1000). The flow
+noise prediction on the variance-preserving path, sampled with DDIM 10/20/50 and DDPM 1000); the eighth is
+the straight bridge's x_1 taken as the network's output itself, as the noise -> clean variants do. The flow
 variants use the smooth-L1 (Charbonnier) loss, DDPM its usual MSE on the noise.
 Each is evaluated at 1, 2, 4 and 8 Euler steps (the sde sampler for the stochastic bridge) on the 8
 validation images held out of CBSD432 (never on a test set: the choice of what to ship is made here),
@@ -49,6 +50,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {  # (ModelConfig fields, TrainConfig f
     "noise -> clean, velocity": ({"source_is_noise": True, "predict_velocity": True}, {}),
     "L1 regression (t = 0 only)": ({}, {"t0_prob": 1.0}),  # the "CNN" row: x1 = f(y), no path
     "DDPM (noise prediction)": ({"source_is_noise": True, "diffusion": True}, {"t0_prob": 0.0, "loss": "mse"}),
+    # the bridge's x_1 with the network's output taken as the estimate itself (not added to x_t), to tell the
+    # path from the output parametrisation
+    "bridge, x1, output not added to x_t": ({"residual": False}, {}),
 }
 DDPM_1000_SPEC = "awgn:sigma=25"  # DDPM's 1000-step sampler runs on this spec only (1000 evaluations an image)
 
@@ -77,11 +81,13 @@ def slug(name: str) -> str:
 
 
 def config(name: str, steps: int, work: Path) -> TrainConfig:
-    model_fields, train_fields = VARIANTS[name]
+    model_fields, train_fields = dict(VARIANTS[name][0]), VARIANTS[name][1]
     net = UNetConfig(widths=[16, 48, 96, 160], enc_blocks=[1, 2, 2], mid_blocks=2, dec_blocks=[1, 1, 1])
     # the output is a correction of x_t only for the bridge's x_1 (x_t starts at y, close to x_1); a
     # velocity, or an estimate from a noise source, is the network's output itself (zero at initialisation)
-    net.residual = not any(model_fields.get(k) for k in ("diffusion", "source_is_noise", "predict_velocity"))
+    net.residual = model_fields.pop("residual", True) and not any(
+        model_fields.get(k) for k in ("diffusion", "source_is_noise", "predict_velocity")
+    )
     return TrainConfig(
         model=ModelConfig(net=net, **model_fields),
         mixture=dict(MIXTURE),
