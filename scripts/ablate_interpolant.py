@@ -165,8 +165,9 @@ def write(args, results: dict[str, list[dict]], minutes: dict[str, float]) -> No
     lines = [
         "# Interpolant ablation (short budget)",
         "",
-        f"Produced by `python scripts/ablate_interpolant.py --steps {args.steps}` on a CPU "
-        f"({torch.get_num_threads()} threads). Every variant: the shipped widths and blocks, trained from "
+        f"Produced by `python scripts/ablate_interpolant.py --steps {args.steps}` on a 2-core CPU (the "
+        "variants ran as parallel `--only` processes with `OMP_NUM_THREADS=1`, so the minutes and the seconds "
+        "per image in the CSV were measured under load). Every variant: the shipped widths and blocks, trained from "
         f"scratch for {args.steps} steps (batch 8, 96 px crops, AdamW 2e-3 cosine, seed 0) on the mixture "
         + ", ".join(f"`{s}` ({w:g})" for s, w in MIXTURE.items())
         + ". Evaluated on the 8 validation images held out of CBSD432 (image k seeded k), uint8 PSNR (dB) and "
