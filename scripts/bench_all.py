@@ -40,6 +40,14 @@ from sirestore.nn.unet import count_parameters  # noqa: E402
 from sirestore.restore import Restorer, default_weights  # noqa: E402
 
 
+def _shown(path: Path) -> str:
+    """path relative to the repository when inside it (as typed in the command above), else as given."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def observations(task: Task, root: Path, seed: int, limit: int | None):
     """Yield (name, clean (1, C, H, W), degraded (1, C, H, W), info) for the task's images."""
     if not task.spec:  # real pairs: <set>/rain and <set>/norain, matched in sorted order
@@ -162,7 +170,10 @@ def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model
         "# All-in-one benchmark",
         "",
         f"Produced by `python scripts/bench_all.py --steps {' '.join(map(str, args.steps))} --seed {args.seed}"
-        f"{f' --limit {args.limit}' if args.limit else ''}` with `{args.weights.name}` "
+        f"{f' --limit {args.limit}' if args.limit else ''}"
+        f"{f' --only {chr(32).join(args.only)}' if args.only else ''}"
+        f"{'' if args.weights == default_weights() else f' --weights {_shown(args.weights)}'}` "
+        f"with `{args.weights.name}` "
         f"({count_parameters(model):,} parameters) on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, CPU. Protocol: ../shared/README.md; image k seeded {args.seed} + k. "
         "Published numbers are quoted from ../shared/README.md where the protocol matches.",
