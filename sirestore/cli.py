@@ -31,6 +31,7 @@ INTERRUPTED = {
 
 
 MAX_MEMORY_HELP = "memory limit such as 1GB or 512MB: tiles chosen automatically when the image does not fit"
+WEIGHTS_HELP = "safetensors weights, or the name of shipped ones (default, allinone); default: the shipped denoiser"
 
 
 def _max_memory(value: str | None) -> int | None:
@@ -44,7 +45,7 @@ def _max_memory(value: str | None) -> int | None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
     p.add_argument("--steps", type=int, help="sampler steps; 1 = one network evaluation (default 1)")
     p.add_argument(
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export the model and an unrolled ODE sampler to ONNX (for onnxruntime)")
     x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
     x.add_argument("-o", "--output", type=Path, required=True, help="the file to write, e.g. model.onnx")
-    x.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    x.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     x.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
     x.add_argument("--steps", type=int, default=1, help="sampler steps unrolled in the graph (default 1)")
     x.add_argument("--sampler", default="euler", choices=["euler", "heun", "sde"], help="euler or heun (default euler)")
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     host_help = "address to listen on (default 127.0.0.1, this machine only; any other prints a warning)"
     s.add_argument("--host", default="127.0.0.1", help=host_help)
     s.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
-    s.add_argument("--weights", type=Path, help="safetensors weights (default: the shipped model)")
+    s.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     s.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 is not HEX")
     s.add_argument("--threads", type=int, help="CPU threads for torch (default: its choice)")
     s.add_argument("--tile", type=int, help="restore in overlapping tiles of this many pixels (bounds memory)")
@@ -163,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_weights(args: argparse.Namespace) -> Path:
     """The weights path, its sha256 checked against --weights-sha256 or a SHA256SUMS file beside it."""
     from sirestore.checkpoint import listed_sha256, verify_sha256
-    from sirestore.restore import default_weights
+    from sirestore.restore import resolve_weights
 
-    weights = args.weights or default_weights()
+    weights = resolve_weights(args.weights)
     expected = args.weights_sha256
     if expected is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
         raise UsageError(f"--weights-sha256 {expected!r}: expected 64 hexadecimal digits")

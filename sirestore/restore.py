@@ -35,6 +35,18 @@ def default_weights() -> Path:
     return Path(str(resources.files("sirestore") / "weights" / "default.safetensors"))
 
 
+def resolve_weights(weights: str | Path | None) -> Path:
+    """The weights file: the shipped default for None; for a bare name such as "allinone" that is not a
+    file here, the shipped `sirestore/weights/<name>.safetensors` when there is one; else the path itself."""
+    if weights is None:
+        return default_weights()
+    path = Path(weights)
+    shipped = default_weights().parent / f"{path.name}.safetensors"
+    if not path.exists() and path.name == str(weights) and not path.suffix and shipped.is_file():
+        return shipped
+    return path
+
+
 class Restorer:
     """Restore images with a trained model.
 
@@ -71,7 +83,7 @@ class Restorer:
             raise ValueError("give a tile size or a memory limit, not both")
         self.max_memory = None if max_memory is None else parse_size(max_memory)
         self.device = torch.device(device)
-        self.weights = None if model is not None else Path(weights) if weights else default_weights()
+        self.weights = None if model is not None else resolve_weights(weights)
         self.model = (model if model is not None else load_weights(self.weights)).to(self.device).eval()
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)

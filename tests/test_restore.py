@@ -1,5 +1,7 @@
 """The Python API: numpy / PIL / torch in and out, gray and alpha, tiling."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,15 @@ def test_bad_arguments(tiny_model):
         Restorer(model=tiny_model, sampler="rk4")
     with pytest.raises(TypeError):
         Restorer(model=tiny_model)("not an image")
+
+
+def test_resolve_weights_names_shipped_files(tmp_path, monkeypatch):
+    from sirestore.restore import default_weights, resolve_weights
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights(None) == default_weights()
+    assert resolve_weights("default") == default_weights()
+    assert resolve_weights("no_such_model") == Path("no_such_model")  # not shipped: the path itself
+    assert resolve_weights("default.safetensors") == Path("default.safetensors")  # a file name is a path
+    (tmp_path / "default").write_bytes(b"")
+    assert resolve_weights("default") == Path("default")  # a file here wins over the shipped name
