@@ -8,7 +8,9 @@ from pathlib import Path
 from sirestore.tasks import TASKS
 
 MAX_MEMORY_HELP = "memory limit such as 1GB or 512MB: tiles chosen automatically when the image does not fit"
-WEIGHTS_HELP = "safetensors weights, or the name of shipped ones (default, allinone); default: the shipped denoiser"
+WEIGHTS_HELP = (
+    "safetensors weights, or the name of shipped ones in sirestore/weights (default: 'default', the denoiser)"
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from sirestore.fsutil import file_problem, first_line, shown
 from sirestore.nn.taskenc import SIGMA_SCALE, condition, forced
-from sirestore.restore import DETECT_SIZE, Restorer, centre_crop, check_tile
+from sirestore.restore import Restorer, check_tile, detector_tiles, pool_detection
 from sirestore.sampler import Projection
 
 FORMAT = "sirestore-onnx-1"
@@ -106,12 +106,11 @@ class OrtRestorer(Restorer):
         self.task = task
 
     def _detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The detector graph on the centre crop of y (B, C, H, W): probabilities (B, T), noise level (B,)."""
-        crop = centre_crop(y, DETECT_SIZE).float()
-        crop = crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop
-        vec = self.detector.run(["task"], {"crop": np.ascontiguousarray(crop.cpu().numpy())})[0]
-        vec = torch.from_numpy(vec)
-        return vec[:, :-1], vec[:, -1] * SIGMA_SCALE
+        """The detector graph on tiles of y (B, C, H, W), as `Restorer._detect`: probabilities (B, T), noise (B,)."""
+        tiles, n = detector_tiles(y.float())
+        tiles = tiles.expand(-1, 3, -1, -1) if tiles.shape[1] == 1 else tiles
+        vec = torch.from_numpy(self.detector.run(["task"], {"crop": np.ascontiguousarray(tiles.cpu().numpy())})[0])
+        return pool_detection(vec[:, :-1], vec[:, -1] * SIGMA_SCALE, n)
 
     def condition(self, y: torch.Tensor) -> torch.Tensor | None:
         """As `Restorer.condition`, with the detector graph of the file; None without one."""

@@ -20,14 +20,30 @@ from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, r
 __all__ = ["Restorer", "axis_weights", "check_tile", "default_weights", "restore_float_image", "tile_starts"]
 
 
-DETECT_SIZE = 1024  # the degradation detector looks at the centre crop of at most this many px a side
+DETECT_TILE = 128  # the detector sees an image as tiles of its training crop size (configs/allinone.yaml: patch)
+DETECT_GRID = 4  # ... on an evenly spaced grid of at most DETECT_GRID x DETECT_GRID tiles over the whole image
 
 
-def centre_crop(y: torch.Tensor, size: int) -> torch.Tensor:
-    """The centre (B, C, <= size, <= size) of y (B, C, H, W)."""
+def _grid_starts(size: int, tile: int) -> list[int]:
+    """Evenly spaced starts of at most DETECT_GRID tiles of `tile` px covering 0..size."""
+    k = min(DETECT_GRID, -(-size // tile))
+    return sorted({round(i * (size - tile) / max(1, k - 1)) for i in range(k)})
+
+
+def detector_tiles(y: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The tiles (B * n, C, h, w) the detector looks at in y (B, C, H, W), image by image, and n: squares of
+    DETECT_TILE px (less when the image is smaller) on a grid over the image. The detector is trained on
+    crops of that size; on a whole photo its pooled statistics mislead it (a sigma-25 photo read as 3)."""
     h, w = y.shape[-2:]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return y[..., top : top + size, left : left + size]
+    th, tw = min(h, DETECT_TILE), min(w, DETECT_TILE)
+    tiles = [y[..., r : r + th, c : c + tw] for r in _grid_starts(h, th) for c in _grid_starts(w, tw)]
+    return torch.stack(tiles, dim=1).flatten(0, 1), len(tiles)
+
+
+def pool_detection(probs: torch.Tensor, sigma: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tile probabilities (B * n, T) and noise levels (B * n,) -> per image: the mean probabilities
+    (B, T) and the median noise level (B,) (robust to flat or textured tiles)."""
+    return probs.unflatten(0, (-1, n)).mean(1), sigma.unflatten(0, (-1, n)).median(1).values
 
 
 def default_weights() -> Path:
@@ -56,7 +72,7 @@ class Restorer:
     `tile` fixes the tile size; `max_memory` (bytes, or a size such as "1GB") instead chooses
     tiles from an estimate of the memory needed, only when the whole image does not fit.
     An all-in-one model (with a degradation detector) is conditioned on what it detects in each
-    image (once per image, on its centre crop of at most DETECT_SIZE px a side), or on `task`
+    image (once per image, on a grid of tiles: `detector_tiles`), or on `task`
     (a name of degrade.mixture.TASKS) when given.
     """
 
@@ -183,10 +199,10 @@ class Restorer:
 
     @torch.no_grad()
     def _detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The detector on the centre crop of y (B, C, H, W), C = 1 or 3: probabilities (B, len(TASKS)),
+        """The detector on tiles of y (B, C, H, W), C = 1 or 3 (`detector_tiles`): probabilities (B, len(TASKS)),
         noise level (B,) on the 0..255 scale."""
-        crop = centre_crop(y, DETECT_SIZE).to(self.device, torch.float32)
-        return self.model.detect(crop.expand(-1, 3, -1, -1) if crop.shape[1] == 1 else crop)
+        tiles, n = detector_tiles(y.to(self.device, torch.float32))
+        return pool_detection(*self.model.detect(tiles.expand(-1, 3, -1, -1) if tiles.shape[1] == 1 else tiles), n)
 
     def condition(self, y: torch.Tensor) -> torch.Tensor | None:
         """The conditioning vector (B, len(TASKS) + 1) of images y (B, C, H, W), C = 1 or 3: detected on

@@ -66,3 +66,27 @@ def test_config_mismatches_are_refused():
         FlowModel(dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": 4, "emb_dim": 0})))
     with pytest.raises(ValueError, match="no degradation detector"):
         FlowModel(tiny_config()).detect(torch.rand(1, 3, 8, 8))
+
+
+def test_detector_tiles_cover_the_image_on_a_grid():
+    from sirestore.restore import DETECT_TILE, detector_tiles
+
+    y = torch.rand(2, 3, 300, 500)
+    tiles, n = detector_tiles(y)
+    assert n == 3 * 4 and tiles.shape == (2 * n, 3, DETECT_TILE, DETECT_TILE)
+    assert torch.equal(tiles[0], y[0, :, :DETECT_TILE, :DETECT_TILE])  # image by image, corners included
+    assert torch.equal(tiles[n - 1], y[0, :, -DETECT_TILE:, -DETECT_TILE:])
+    assert torch.equal(tiles[n], y[1, :, :DETECT_TILE, :DETECT_TILE])
+    small = torch.rand(1, 1, 40, 200)
+    tiles, n = detector_tiles(small)
+    assert n == 2 and tiles.shape == (2, 1, 40, DETECT_TILE)
+
+
+def test_pool_detection_means_probabilities_and_takes_the_median_level():
+    from sirestore.restore import pool_detection
+
+    probs = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.5, 0.0], [0.5, 0.0], [0.5, 0.0], [0.5, 0.0]])
+    sigma = torch.tensor([1.0, 50.0, 2.0, 7.0, 3.0, 30.0])
+    p, s = pool_detection(probs, sigma, 3)
+    assert torch.allclose(p, torch.tensor([[0.5, 2 / 3], [0.5, 0.0]]))
+    assert s.tolist() == [2.0, 7.0]
