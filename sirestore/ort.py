@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from sirestore.fsutil import file_problem, first_line, shown
-from sirestore.nn.taskenc import SIGMA_SCALE, condition, forced
-from sirestore.restore import Restorer, check_tile, detector_tiles, pool_detection
+from sirestore.nn.taskenc import SIGMA_SCALE, condition, detector_tiles, forced, pool_detection
+from sirestore.restore import Restorer, check_tile
 from sirestore.sampler import Projection
 
 FORMAT = "sirestore-onnx-1"

@@ -36,8 +36,8 @@ from sirestore.degrade.mixture import Mixture, noise_level, task_labels
 from sirestore.fsutil import clean_stale_temps, first_line
 from sirestore.loss import detector_loss, flow_loss
 from sirestore.metrics import psnr
-from sirestore.model import FlowModel, ModelConfig
-from sirestore.nn.taskenc import condition
+from sirestore.model import Conditioned, FlowModel, ModelConfig
+from sirestore.nn.taskenc import condition, detector_tiles, pool_detection
 from sirestore.path import sample_times
 from sirestore.sampler import sample
 
@@ -75,13 +75,18 @@ def _load_data(cfg: TrainConfig) -> tuple[CropSampler, torch.Tensor]:
 
 @torch.no_grad()
 def validate(model: FlowModel, images: list[torch.Tensor], spec: str, seed: int) -> float:
-    """Mean PSNR of one-step restorations of the validation images (image k: seed + k)."""
+    """Mean PSNR of one-step restorations of the validation images (image k: seed + k); an all-in-one model
+    is conditioned on what its detector finds in the image's tiles, as `Restorer` does."""
     degradation = parse_spec(spec)
     scores = []
     for k, x in enumerate(images):
         x = x.to(next(model.parameters()).device)
         y, _ = degradation(x, torch.Generator().manual_seed(seed + k))
-        scores.append(psnr(sample(model, y, steps=1).clamp(0, 1), x))
+        net = model
+        if model.detector is not None:
+            tiles, n = detector_tiles(y)
+            net = Conditioned(model, condition(*pool_detection(*model.detect(tiles), n)))
+        scores.append(psnr(sample(net, y, steps=1).clamp(0, 1), x))
     return sum(scores) / max(1, len(scores))
 
 

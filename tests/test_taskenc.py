@@ -69,7 +69,7 @@ def test_config_mismatches_are_refused():
 
 
 def test_detector_tiles_cover_the_image_on_a_grid():
-    from sirestore.restore import DETECT_TILE, detector_tiles
+    from sirestore.nn.taskenc import DETECT_TILE, detector_tiles
 
     y = torch.rand(2, 3, 300, 500)
     tiles, n = detector_tiles(y)
@@ -83,7 +83,7 @@ def test_detector_tiles_cover_the_image_on_a_grid():
 
 
 def test_pool_detection_means_probabilities_and_takes_the_median_level():
-    from sirestore.restore import pool_detection
+    from sirestore.nn.taskenc import pool_detection
 
     probs = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.5, 0.0], [0.5, 0.0], [0.5, 0.0], [0.5, 0.0]])
     sigma = torch.tensor([1.0, 50.0, 2.0, 7.0, 3.0, 30.0])

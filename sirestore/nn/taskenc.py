@@ -36,6 +36,32 @@ class TaskEncoder(nn.Module):
         return out[:, : self.tasks], F.softplus(out[:, self.tasks]) * SIGMA_SCALE
 
 
+DETECT_TILE = 128  # the detector sees an image as tiles of its training crop size (configs/allinone.yaml: patch)
+DETECT_GRID = 4  # ... on an evenly spaced grid of at most DETECT_GRID x DETECT_GRID tiles over the whole image
+
+
+def _grid_starts(size: int, tile: int) -> list[int]:
+    """Evenly spaced starts of at most DETECT_GRID tiles of `tile` px covering 0..size."""
+    k = min(DETECT_GRID, -(-size // tile))
+    return sorted({round(i * (size - tile) / max(1, k - 1)) for i in range(k)})
+
+
+def detector_tiles(y: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The tiles (B * n, C, h, w) the detector looks at in y (B, C, H, W), image by image, and n: squares of
+    DETECT_TILE px (less when the image is smaller) on a grid over the image. The detector is trained on
+    crops of that size; on a whole photo its pooled statistics mislead it (a sigma-25 photo read as 3)."""
+    h, w = y.shape[-2:]
+    th, tw = min(h, DETECT_TILE), min(w, DETECT_TILE)
+    tiles = [y[..., r : r + th, c : c + tw] for r in _grid_starts(h, th) for c in _grid_starts(w, tw)]
+    return torch.stack(tiles, dim=1).flatten(0, 1), len(tiles)
+
+
+def pool_detection(probs: torch.Tensor, sigma: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tile probabilities (B * n, T) and noise levels (B * n,) -> per image: the mean probabilities
+    (B, T) and the median noise level (B,) (robust to flat or textured tiles)."""
+    return probs.unflatten(0, (-1, n)).mean(1), sigma.unflatten(0, (-1, n)).median(1).values
+
+
 def condition(probs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """The network's conditioning vector: task probabilities (B, T) and noise level (B,) (0..255)
     -> (B, T + 1)."""
