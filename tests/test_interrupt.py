@@ -26,7 +26,16 @@ COUNT, SIZE = 20, 384
 def _start(argv: list) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "sirestore.cli", *map(str, argv)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a run started in the background (`cmd &`) inherits SIGINT ignored, and Python keeps it so: give the
+    # child Ctrl-C's default behaviour, as in a terminal
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _outputs(folder: Path) -> list[Path]:
