@@ -1,0 +1,51 @@
+"""PSNR of weights on a training config's held-out validation images (never a test set), 1 step.
+
+    python scripts/eval_validation.py [--config configs/allinone.yaml] WEIGHTS [WEIGHTS ...]
+
+For each of the config's `val_degradation` and `val_specs` (image k seeded config seed + k, as in training):
+the degraded input's PSNR, then each weights file's (restored as `sirestore restore` does: all-in-one models
+conditioned on their tiled detection). `default` names the shipped weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sirestore.config import TrainConfig  # noqa: E402
+from sirestore.degrade import parse_spec  # noqa: E402
+from sirestore.metrics import psnr  # noqa: E402
+from sirestore.restore import Restorer  # noqa: E402
+from sirestore.train import _load_data  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("weights", nargs="+", help="weights files, or names of shipped ones")
+    p.add_argument("--config", type=Path, default=ROOT / "configs/allinone.yaml")
+    args = p.parse_args()
+    cfg = TrainConfig.from_yaml(args.config)
+    images = _load_data(cfg)[1]
+    specs = [cfg.val_degradation, *cfg.val_specs]
+    pairs = {
+        spec: [(x, parse_spec(spec)(x, torch.Generator().manual_seed(cfg.seed + k))[0]) for k, x in enumerate(images)]
+        for spec in specs
+    }
+    print(f"{len(images)} validation images of {args.config.name}, PSNR (dB), 1 step")
+    print("| weights | " + " | ".join(f"`{s}`" for s in specs) + " |")
+    print("|---|" + "---|" * len(specs))
+    rows = {"degraded input": lambda y: y}
+    rows.update({w: Restorer(weights=w).restore_tensor for w in args.weights})
+    for name, fn in rows.items():
+        cells = [sum(psnr(fn(y).clamp(0, 1), x) for x, y in pairs[s]) / len(images) for s in specs]
+        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
