@@ -46,7 +46,8 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast when training on CUDA
     out_dir: str = "runs/default"  # checkpoints and log
     init_weights: str = ""  # safetensors to start from (fine-tuning); "" = random initialisation
-    loss: str = "charbonnier"  # distance to the target: "charbonnier" (smooth L1) or "mse"
+    loss: str = "charbonnier"  # distance to the target: "charbonnier" (smooth L1), "mse", or "relative_mse"
+    # (x_1 targets: each image's MSE divided by its observation's, so no degradation dominates a mixture)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

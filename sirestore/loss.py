@@ -22,6 +22,15 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 DISTANCES = {"charbonnier": charbonnier, "mse": mse}
+RELATIVE = "relative_mse"  # the x_1 loss scaled per image by the observation's own error (see relative_mse)
+
+
+def relative_mse(x1_hat: torch.Tensor, x_1: torch.Tensor, y: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Mean over images (B, C, H, W) of MSE(x1_hat, x_1) / (MSE(y, x_1) + eps): each degradation weighs by the
+    fraction of its error left, not by the size of its residual (in a mixture, dark or black-holed inputs
+    would otherwise carry the squared error); eps (sigma 2.55 in 0..1 units, squared) bounds near-clean ones."""
+    err = (x1_hat - x_1).pow(2).flatten(1).mean(1)
+    return (err / ((y - x_1).pow(2).flatten(1).mean(1) + eps)).mean()
 
 
 def flow_loss(
@@ -36,10 +45,15 @@ def flow_loss(
     prediction) or against the noise x_0 (diffusion: DDPM's epsilon), by a distance of DISTANCES.
     `model` is a FlowModel, possibly wrapped for data parallelism; `task` (B, T + 1) its
     conditioning vector (None: detected)."""
-    if distance not in DISTANCES:
-        raise ValueError(f"loss {distance!r}: expected one of {', '.join(DISTANCES)}")
+    if distance not in (*DISTANCES, RELATIVE):
+        raise ValueError(f"loss {distance!r}: expected one of {', '.join((*DISTANCES, RELATIVE))}")
     target = s.x_0 if cfg.diffusion else s.dx_t if cfg.predict_velocity else s.x_1
-    return DISTANCES[distance](model(s.x_t, s.t, y, raw=True, task=task), target)
+    out = model(s.x_t, s.t, y, raw=True, task=task)
+    if distance == RELATIVE:
+        if cfg.diffusion or cfg.predict_velocity:
+            raise ValueError(f"loss {RELATIVE!r} needs an x_1 target (no velocity or noise prediction)")
+        return relative_mse(out, target, y)
+    return DISTANCES[distance](out, target)
 
 
 def detector_loss(detection: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor, sigma: torch.Tensor):
