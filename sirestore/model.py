@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sirestore.degrade.mixture import TASKS
-from sirestore.nn.taskenc import TaskEncoder, condition
+from sirestore.nn.taskenc import TaskEncoder, condition, detector_tiles, pool_detection
 from sirestore.nn.unet import UNet, UNetConfig
 from sirestore.path import Interpolant, VPPath
 
@@ -84,6 +84,12 @@ class FlowModel(nn.Module):
             raise ValueError("this model has no degradation detector")
         logits, sigma = self.detector(y)
         return torch.sigmoid(logits), sigma
+
+    def detect_tiled(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `detect`, on a whole image y (B, 3, H, W): pooled over its tiles (`taskenc.detector_tiles`), the
+        crop size the detector is trained on."""
+        tiles, n = detector_tiles(y)
+        return pool_detection(*self.detect(tiles), n)
 
     def detect_condition(self, y: torch.Tensor) -> torch.Tensor:
         """The conditioning vector (B, len(TASKS) + 1) detected in y."""

@@ -13,7 +13,7 @@ from PIL import Image
 from sirestore.checkpoint import load_weights
 from sirestore.degrade.mixture import TASKS
 from sirestore.model import Conditioned, FlowModel
-from sirestore.nn.taskenc import condition, detector_tiles, forced, pool_detection
+from sirestore.nn.taskenc import condition, forced
 from sirestore.sampler import STEPS, Projection, sample
 from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, restore_tiled, tile_starts
 
@@ -175,8 +175,8 @@ class Restorer:
     def _detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The detector on tiles of y (B, C, H, W), C = 1 or 3 (`detector_tiles`): probabilities (B, len(TASKS)),
         noise level (B,) on the 0..255 scale."""
-        tiles, n = detector_tiles(y.to(self.device, torch.float32))
-        return pool_detection(*self.model.detect(tiles.expand(-1, 3, -1, -1) if tiles.shape[1] == 1 else tiles), n)
+        y = y.to(self.device, torch.float32)
+        return self.model.detect_tiled(y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y)
 
     def condition(self, y: torch.Tensor) -> torch.Tensor | None:
         """The conditioning vector (B, len(TASKS) + 1) of images y (B, C, H, W), C = 1 or 3: detected on

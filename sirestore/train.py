@@ -37,7 +37,7 @@ from sirestore.fsutil import clean_stale_temps, first_line
 from sirestore.loss import detector_loss, flow_loss
 from sirestore.metrics import psnr
 from sirestore.model import Conditioned, FlowModel, ModelConfig
-from sirestore.nn.taskenc import condition, detector_tiles, pool_detection
+from sirestore.nn.taskenc import condition
 from sirestore.path import sample_times
 from sirestore.sampler import sample
 
@@ -84,8 +84,7 @@ def validate(model: FlowModel, images: list[torch.Tensor], spec: str, seed: int)
         y, _ = degradation(x, torch.Generator().manual_seed(seed + k))
         net = model
         if model.detector is not None:
-            tiles, n = detector_tiles(y)
-            net = Conditioned(model, condition(*pool_detection(*model.detect(tiles), n)))
+            net = Conditioned(model, condition(*model.detect_tiled(y)))
         scores.append(psnr(sample(net, y, steps=1).clamp(0, 1), x))
     return sum(scores) / max(1, len(scores))
 
