@@ -40,7 +40,7 @@ from sirestore.metrics import psnr  # noqa: E402
 from sirestore.model import ModelConfig  # noqa: E402
 from sirestore.nn.unet import UNetConfig  # noqa: E402
 from sirestore.restore import Restorer  # noqa: E402
-from sirestore.train import _load_data, train  # noqa: E402
+from sirestore.train import load_data, train  # noqa: E402
 
 VARIANTS: dict[str, tuple[dict, dict]] = {  # (ModelConfig fields, TrainConfig fields) of each variant
     "bridge, x1": ({}, {}),
@@ -146,7 +146,7 @@ def main() -> None:
             resume = (Path(cfg.out_dir) / "last.pt").exists()
             model = train(cfg, resume=resume, progress=False)
             log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
-            rows = evaluate(model, _load_data(cfg)[1], name)
+            rows = evaluate(model, load_data(cfg)[1], name)
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps({"minutes": float(json.loads(log[-1])["time"]) / 60, "rows": rows}))
         record = json.loads(cached.read_text())

@@ -1,10 +1,11 @@
 """PSNR of weights on a training config's held-out validation images (never a test set), 1 step.
 
-    python scripts/eval_validation.py [--config configs/allinone.yaml] WEIGHTS [WEIGHTS ...]
+    python scripts/eval_validation.py [--config configs/allinone.yaml] [--extra SPEC ...] WEIGHTS [WEIGHTS ...]
 
 For each of the config's `val_degradation` and `val_specs` (image k seeded config seed + k, as in training):
 the degraded input's PSNR, then each weights file's (restored as `sirestore restore` does: all-in-one models
-conditioned on their tiled detection). `default` names the shipped weights.
+conditioned on their tiled detection), and for each `--extra` spec (the same images and seeds).
+`default` names the shipped weights.
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ from sirestore.config import TrainConfig  # noqa: E402
 from sirestore.degrade import parse_spec  # noqa: E402
 from sirestore.metrics import psnr  # noqa: E402
 from sirestore.restore import Restorer  # noqa: E402
-from sirestore.train import _load_data  # noqa: E402
+from sirestore.train import load_data  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("weights", nargs="+", help="weights files, or names of shipped ones")
     p.add_argument("--config", type=Path, default=ROOT / "configs/allinone.yaml")
+    p.add_argument("--extra", nargs="+", default=[], help="more degradation specs to score")
     args = p.parse_args()
     cfg = TrainConfig.from_yaml(args.config)
-    images = _load_data(cfg)[1]
-    specs = [cfg.val_degradation, *cfg.val_specs]
+    images = load_data(cfg)[1]
+    specs = [cfg.val_degradation, *cfg.val_specs, *args.extra]
     pairs = {
         spec: [(x, parse_spec(spec)(x, torch.Generator().manual_seed(cfg.seed + k))[0]) for k, x in enumerate(images)]
         for spec in specs

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from sirestore.config import TrainConfig  # noqa: E402
 from sirestore.degrade import parse_spec  # noqa: E402
 from sirestore.restore import Restorer  # noqa: E402
-from sirestore.train import _load_data  # noqa: E402
+from sirestore.train import load_data  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     cfg = TrainConfig.from_yaml(args.config)
-    crops = torch.cat([x[..., :128, :128] for x in _load_data(cfg)[1]])
+    crops = torch.cat([x[..., :128, :128] for x in load_data(cfg)[1]])
     restorer, gen, total = Restorer(weights=args.weights), torch.Generator().manual_seed(args.seed), 0.0
     rows = []
     for spec, weight in cfg.mixture.items():

@@ -63,7 +63,7 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _load_data(cfg: TrainConfig) -> tuple[CropSampler, torch.Tensor]:
+def load_data(cfg: TrainConfig) -> tuple[CropSampler, list[torch.Tensor]]:
     """Training crop sampler and the held-out validation images (a list of (1, 3, H, W))."""
     skip = read_exclude_list(cfg.exclude_list)
     color = [im for d in cfg.color_dirs for im in load_folder(d, gray=False, skip=skip)]
@@ -217,7 +217,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         if resume:
             elapsed = _truncate_log(out / "log.jsonl", step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    sampler, val_images = _load_data(cfg)
+    sampler, val_images = load_data(cfg)
     degradation = Mixture(cfg.mixture) if cfg.mixture else parse_spec(cfg.degradation)
     amp = cfg.amp and device.type == "cuda"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
