@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_tasks import Task, tasks  # noqa: E402
-from plot_pil import crops_figure  # noqa: E402
+from plot_pil import crops_figure, loglog_plot  # noqa: E402
 
 from sirestore.checkpoint import load_weights  # noqa: E402
 from sirestore.data import list_images, load_uint8  # noqa: E402
@@ -202,9 +202,44 @@ def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model
         lines.append("")
     figure = args.out.with_suffix(".png")
     crops_figure(crops, figure)
-    lines += [f"![crops]({figure.name})", "", f"Every row as CSV: [{csv_path.name}]({csv_path.name}).", ""]
+    lines += [f"![crops]({figure.name})", ""]
+    for name in steps_figures(rows, args.out):
+        lines += [f"![steps]({name})", ""]
+    lines += [f"Every row as CSV: [{csv_path.name}]({csv_path.name}).", ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}, {csv_path} and {figure}")
+
+
+def steps_figures(rows: list[dict], out: Path) -> list[str]:
+    """PNGs of each task's mean PSNR gain over the degraded input, and mean LPIPS, against the step count
+    (a task's rows averaged); returns their file names."""
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {"psnr": {}, "lpips": {}}
+    for task in dict.fromkeys(r["task"] for r in rows):
+        inputs = {(r["data"], r["spec"]): r for r in rows if r["task"] == task and r["method"] == "degraded input"}
+        by_steps: dict[int, list[dict]] = {}
+        for r in rows:
+            if r["task"] == task and r["method"].startswith("sirestore "):
+                by_steps.setdefault(int(r["method"].split()[1]), []).append(r)
+        for steps, rs in sorted(by_steps.items()):
+            gain = [r["psnr"] - inputs[(r["data"], r["spec"])]["psnr"] for r in rs]
+            series["psnr"].setdefault(task, []).append((steps, sum(gain) / len(gain)))
+            if all("lpips" in r for r in rs):
+                series["lpips"].setdefault(task, []).append((steps, sum(r["lpips"] for r in rs) / len(rs)))
+    names = []
+    labels = {"psnr": "PSNR gain over the input (dB)", "lpips": "LPIPS-alex (lower is better)"}
+    for key, data in series.items():
+        if data and max(len(v) for v in data.values()) > 1:
+            path = out.with_name(f"{out.stem}_{key}_steps.png")
+            loglog_plot(
+                data,
+                path,
+                f"{labels[key]} against steps, mean over each task's rows",
+                "steps",
+                labels[key],
+                log_y=key == "lpips",
+            )
+            names.append(path.name)
+    return names
 
 
 if __name__ == "__main__":

@@ -37,6 +37,14 @@ def _decades(lo: float, hi: float) -> list[float]:
     return ticks
 
 
+def _linear_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """About `count` round tick values (1, 2 or 5 times a power of ten apart) inside [lo, hi]."""
+    raw = (hi - lo) / count
+    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda v: abs(v - raw))
+    first = math.ceil(lo / step)
+    return [round(k * step, 10) for k in range(first, math.floor(hi / step) + 1)]
+
+
 def loglog_plot(
     series: dict[str, list[tuple[float, float]]],
     path: str | Path,
@@ -45,30 +53,34 @@ def loglog_plot(
     ylabel: str,
     xticks: list[float] | None = None,
     size: tuple[int, int] = (1000, 640),
+    log_y: bool = True,
 ) -> None:
-    """Write a PNG: one coloured line with points per series (log x, log y), legend on the right."""
+    """Write a PNG: one coloured line with points per series (log x; log y, or linear y for `log_y=False`),
+    legend on the right."""
     width, height = size
     left, right, top, bottom = 90, 330, 50, 70
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     font, small = _font(16), _font(13)
-    pts = [p for s in series.values() for p in s if p[0] > 0 and p[1] > 0]
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    fy = math.log10 if log_y else (lambda v: v)
+    pts = [p for s in series.values() for p in s if p[0] > 0 and (p[1] > 0 or not log_y)]
+    xs, ys = [p[0] for p in pts], [fy(p[1]) for p in pts]
     x0, x1 = math.log10(min(xs)) - 0.05, math.log10(max(xs)) + 0.05
-    y0, y1 = math.log10(min(ys)) - 0.15, math.log10(max(ys)) + 0.15
+    pad = 0.15 if log_y else 0.08 * (max(ys) - min(ys) or 1.0)
+    y0, y1 = min(ys) - pad, max(ys) + pad
 
     def to_px(x: float, y: float) -> tuple[float, float]:
         px = left + (math.log10(x) - x0) / (x1 - x0) * (width - left - right)
-        py = height - bottom - (math.log10(y) - y0) / (y1 - y0) * (height - top - bottom)
+        py = height - bottom - (fy(y) - y0) / (y1 - y0) * (height - top - bottom)
         return px, py
 
     d.rectangle([left, top, width - right, height - bottom], outline="black")
-    for t in _decades(10**y0, 10**y1):
+    for t in _decades(10**y0, 10**y1) if log_y else _linear_ticks(y0, y1):
         _, py = to_px(10**x0, t)
         d.line([left, py, width - right, py], fill=(225, 225, 225))
         d.text((left - 8, py), f"{t:g}", fill="black", font=small, anchor="rm")
     for t in xticks or sorted(set(xs)):
-        px, _ = to_px(t, 10**y0)
+        px, _ = to_px(t, 10**y0 if log_y else y0)
         d.line([px, top, px, height - bottom], fill=(225, 225, 225))
         d.text((px, height - bottom + 8), f"{t:g}", fill="black", font=small, anchor="mt")
     d.text(((left + width - right) / 2, 18), title, fill="black", font=font, anchor="mm")
@@ -78,7 +90,7 @@ def loglog_plot(
     img.paste(label.rotate(90, expand=True), (12, top))
     for i, (name, points) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
-        xy = [to_px(x, y) for x, y in sorted(points) if x > 0 and y > 0]
+        xy = [to_px(x, y) for x, y in sorted(points) if x > 0 and (y > 0 or not log_y)]
         if len(xy) > 1:
             d.line(xy, fill=color, width=3)
         for px, py in xy:
