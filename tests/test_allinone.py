@@ -120,3 +120,24 @@ def test_every_readme_degradation_restores_end_to_end(tmp_path, detector_weights
     argv = ["eval", "--data", str(data), "--degradation", spec, "--weights", str(detector_weights), "--no-perceptual"]
     assert main([*argv, "--json", str(out)]) == 0  # degraded by the spec, restored, scored
     assert json.loads(out.read_text())["images"] == 1
+
+
+def test_shipped_allinone_weights():
+    """`--weights allinone` names the shipped all-in-one model: at most 1.0M parameters, with a detector, and
+    on a noisy crop of the example photo it reads noise and restores it (behaviour, not a quality figure)."""
+    from sirestore.checkpoint import load_weights
+    from sirestore.metrics import psnr
+    from sirestore.nn.unet import count_parameters
+    from sirestore.restore import resolve_weights
+
+    path = resolve_weights("allinone")
+    assert path.parent.name == "weights" and path.is_file()
+    model = load_weights(path)
+    assert model.detector is not None and count_parameters(model) <= 1_000_000
+    photo = np.asarray(Image.open(ROOT / "examples/coffee_noisy.png").convert("RGB"))[:96, :128]
+    clean = Restorer(weights="default").restore_tensor(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None] / 255)
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 25 / 255
+    restorer = Restorer(weights="allinone")
+    found = restorer.explain(noisy)
+    assert max(TASKS, key=found.get) == "noise" and 15 < found["sigma"] < 35
+    assert psnr(restorer.restore_tensor(noisy).clamp(0, 1), clean) > psnr(noisy.clamp(0, 1), clean) + 3
