@@ -124,7 +124,7 @@ def run_task(task: Task, restorers: dict[int, Restorer], root: Path, seed: int, 
                 scores(outs[steps], x, task),
                 time.perf_counter() - start,
             )
-        if i == 0:
+        if i == 0 and not any(c[0].startswith(f"{task.task}: ") for c in crops):  # one figure row per task
             spec = task.spec.replace("benchmarks/masks/", "").replace("/{name}.png", "") or "real pairs"
             crops.append((f"{task.task}: {task.data} {spec}", x, y, base, outs))
     return {m: {k: v / acc["n"] for k, v in acc.items() if k != "n"} for m, acc in sums.items()}
