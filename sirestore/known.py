@@ -10,6 +10,7 @@ restored on a grid extended by the kernel's reach (the sampler starts from y mir
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -160,10 +161,21 @@ def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int =
         x = run.x
     else:
         dc = proximal(op, y, known.sigma, known.rho)
-        x = restorer.restore_tensor(dc(guess), dc)
+        x = (_told(restorer, "inpaint") if known.mask is not None else restorer).restore_tensor(dc(guess), dc)
     if known.sigma == 0:
         x = consistent_in_range(op, y, x)
     return op.crop_x(x) if isinstance(op, CroppedOperator) else x
+
+
+def _told(restorer: Restorer, task: str) -> Restorer:
+    """`restorer` conditioned on `task` when it is an all-in-one model left to detect: the given operator says
+    what the degradation is (a detector reads a hole-filled image as barely degraded, and the model then
+    harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes); else `restorer` itself."""
+    if restorer.task is not None or restorer.model is None or restorer.model.detector is None:
+        return restorer
+    told = copy.copy(restorer)
+    told.task = task
+    return told
 
 
 def consistent_in_range(
