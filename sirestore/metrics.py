@@ -16,11 +16,15 @@ def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
     return (x.detach().double().clamp(0, 1) * 255).round()
 
 
+def crop_border(x: torch.Tensor, border: int) -> torch.Tensor:
+    """x (..., H, W) without `border` pixels on each side (x itself for 0): the SR scoring convention."""
+    return x[..., border:-border, border:-border] if border else x
+
+
 def psnr(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> float:
     """PSNR in dB of x against ref, (B, C, H, W) or (C, H, W) in [0, 1], over all channels."""
     a, b = to_uint8_levels(x), to_uint8_levels(ref)
-    if border:
-        a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+    a, b = crop_border(a, border), crop_border(b, border)
     mse = (a - b).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
 
@@ -48,8 +52,7 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> float:
     a, b = to_uint8_levels(x), to_uint8_levels(ref)
     if a.dim() == 3:
         a, b = a[None], b[None]
-    if border:
-        a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+    a, b = crop_border(a, border), crop_border(b, border)
     n, c, h, w = a.shape
     if min(h, w) < 11:
         raise ValueError(f"SSIM needs images of at least 11 x 11 pixels, got {w} x {h}")
