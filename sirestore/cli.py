@@ -122,6 +122,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
     if max_pixels < 1:
         raise UsageError("--max-pixels must be >= 1")
+    if args.samples is None:
+        args.samples = 8 if args.uncertainty is not None else 1
     if args.samples < 1:
         raise UsageError("--samples must be >= 1")
     known = known_from_args(args)  # None without --mask / --kernel / --scale / --sigma / --speckle / --pnp-iters
@@ -151,24 +153,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _sampling(args: argparse.Namespace, restorer, known, jobs: list):
-    """restore --samples / --uncertainty: the mean of several seeded restorations, and the spread map."""
+    """restore --samples / --uncertainty: the uncertainty map, or the mean of several seeded restorations."""
     from sirestore.fsutil import shown
-    from sirestore.uncertainty import sampling_image_fn
+    from sirestore.uncertainty import uncertainty_image_fn
 
-    if known is not None:
-        raise UsageError("--samples / --uncertainty cannot be combined with a known degradation")
     if args.uncertainty is not None:
         if len(jobs) != 1:
             raise UsageError("--uncertainty writes one map: give one input image")
         if args.uncertainty.exists() and not args.overwrite:
             raise UsageError(f"{shown(args.uncertainty)} exists; add --overwrite to replace it")
-    if not restorer.stochastic:
+    elif not restorer.stochastic:
         print(
-            "note: this model and sampler are deterministic, so every sample is the same and the spread is 0 "
+            "note: this model and sampler are deterministic, so every sample is the same "
             "(use --sampler sde with a stochastic-path model, or a noise -> clean model)",
             file=sys.stderr,
         )
-    return sampling_image_fn(restorer, args.samples, args.uncertainty)
+    try:
+        return uncertainty_image_fn(restorer, args.samples, args.uncertainty, known, args.seed)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def _explainer(restorer, jobs: list):

@@ -71,13 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain", action="store_true", help="all-in-one models: print the degradations detected in each input"
     )
     r.add_argument(
-        "--samples", type=int, default=1, help="average this many seeded restorations (seeds seed, seed+1, ...)"
+        "--samples",
+        type=int,
+        help="restorations behind --uncertainty (default 8); without it, average this many seeded restorations",
     )
     r.add_argument(
         "--uncertainty",
         type=Path,
         metavar="MAP",
-        help="write the per-pixel spread of the --samples restorations as a heat map (one input only)",
+        help="write a heat map of the per-pixel uncertainty (standard deviation) there (one input only): the spread "
+        "of the samples of a stochastic model, Tweedie's posterior std for noise (deterministic model), or with "
+        "--mask the spread over resampled observations",
     )
     _add_model_args(r)
     from sirestore.cli_known import add_known_args  # light: argparse only

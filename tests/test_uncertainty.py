@@ -7,9 +7,18 @@ from PIL import Image
 
 from sirestore.checkpoint import save_weights
 from sirestore.cli import main
+from sirestore.degrade.kernels import conv
 from sirestore.model import FlowModel
 from sirestore.restore import Restorer
-from sirestore.uncertainty import heat_map, ranks, spearman
+from sirestore.uncertainty import (
+    bootstrap_std,
+    estimate_sigma,
+    heat_map,
+    ranks,
+    restore_uncertain,
+    spearman,
+    tweedie_std,
+)
 
 from .conftest import randomize, tiny_config
 
@@ -95,3 +104,86 @@ def test_spearman_matches_scipy_and_is_rank_invariant():
     assert np.isnan(spearman(a, np.ones_like(a)))
     with pytest.raises(ValueError):
         spearman(a, b[:3])
+
+
+def test_estimate_sigma_of_pure_noise():
+    g = torch.Generator().manual_seed(0)
+    y = 0.5 + torch.randn(2, 3, 64, 80, generator=g) * torch.tensor([10 / 255, 40 / 255]).view(2, 1, 1, 1)
+    assert torch.allclose(estimate_sigma(y), torch.tensor([10 / 255, 40 / 255]), rtol=0.06)
+    assert estimate_sigma(torch.full((1, 1, 9, 9), 0.3)).item() == 0
+    with pytest.raises(ValueError):
+        estimate_sigma(torch.rand(1, 3, 1, 8))
+
+
+def test_tweedie_is_exact_for_the_gaussian_prior():
+    # x ~ N(0, tau^2) per pixel: E[x | y] = a y, a = tau^2 / (tau^2 + sigma^2), Var[x | y] = sigma^2 a.
+    tau, sigma = 0.3, 0.1
+    a = tau**2 / (tau**2 + sigma**2)
+    y = torch.randn(2, 3, 12, 10)
+    out, std = tweedie_std(lambda v: a * v, y, torch.tensor([sigma, 2 * sigma]), 1, torch.Generator())
+    assert torch.allclose(out, a * y)
+    assert std.shape == (2, 1, 12, 10)
+    assert torch.allclose(std[0], torch.full_like(std[0], (sigma**2 * a) ** 0.5), atol=1e-4)
+    assert torch.allclose(std[1], 2 * std[0], atol=1e-4)
+    with pytest.raises(ValueError):
+        tweedie_std(lambda v: v, y, torch.ones(2), 0, torch.Generator())
+
+
+def test_tweedie_reads_a_filters_centre_tap():
+    k = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])  # J_ii = 0.6
+    y = torch.rand(1, 1, 40, 40)
+    fn = lambda v: conv(v, k)  # noqa: E731
+    std = tweedie_std(fn, y, torch.ones(1), 16, torch.Generator().manual_seed(0))[1]
+    assert abs(std[..., 8:-8, 8:-8].pow(2).mean().item() - 0.6) < 0.03
+    assert torch.equal(std, tweedie_std(fn, y, torch.ones(1), 16, torch.Generator().manual_seed(0))[1])  # seeded
+
+
+def test_bootstrap_spread_only_in_holes_and_zero_for_one_sample():
+    y = torch.rand(1, 3, 16, 16)
+    mask = torch.ones(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 0
+
+    def fill(obs, keep):  # holes get the mean of the observed pixels
+        mean = (obs * keep).sum((-2, -1), keepdim=True) / keep.sum((-2, -1), keepdim=True)
+        return obs * keep + mean * (1 - keep)
+
+    out, std = bootstrap_std(fill, y * mask, mask, 6, torch.Generator().manual_seed(0))
+    assert torch.equal(out, fill(y * mask, mask)) and std.shape == (1, 1, 16, 16)
+    assert std[..., 4:12, 4:12].min() > 0 and std[mask.bool()].abs().max() == 0
+    assert torch.equal(bootstrap_std(fill, y * mask, mask, 1, torch.Generator())[1], torch.zeros(1, 1, 16, 16))
+
+
+def test_restore_uncertain_picks_the_method(stochastic_model, tiny_weights):
+    from sirestore.known import Known
+
+    y = torch.rand(1, 3, 16, 24)
+    det = Restorer(weights=tiny_weights)
+    out, std, method = restore_uncertain(det, y, 2)
+    assert method == "tweedie" and std.shape == (1, 1, 16, 24) and torch.equal(out, det.restore_tensor(y))
+    sto = Restorer(model=stochastic_model, steps=2, sampler="sde")
+    assert restore_uncertain(sto, y, 2)[2] == "samples"
+    mask = torch.ones(16, 24)
+    mask[4:10, 5:15] = 0
+    out, std, method = restore_uncertain(det, y, 3, known=Known(mask=mask))
+    assert method == "bootstrap" and torch.equal(out[..., mask.bool()], y[..., mask.bool()])
+    assert std[0, 0][mask.bool()].abs().max() == 0
+    assert restore_uncertain(det, y, 2, known=Known(sigma=0.1))[2] == "tweedie"
+    with pytest.raises(ValueError, match="mask"):
+        restore_uncertain(det, y, 2, known=Known(kernel=torch.ones(3, 3) / 9))
+
+
+def test_cli_uncertainty_of_a_deterministic_model(tmp_path, tiny_weights):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(src)
+    heat = tmp_path / "map.png"
+    argv = ["restore", str(src), "-o", str(tmp_path / "out.png"), "--weights", str(tiny_weights)]
+    assert main([*argv, "--uncertainty", str(heat)]) == 0  # 8 probes by default
+    assert np.asarray(Image.open(heat)).max() > 0
+    mask = np.full((20, 28), 255, np.uint8)
+    mask[5:15, 6:20] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    masked = ["--mask", str(tmp_path / "mask.png"), "--uncertainty", str(heat), "--overwrite", "--samples", "3"]
+    assert main([*argv, *masked]) == 0
+    level = np.asarray(Image.open(heat)).astype(int).sum(-1)
+    assert level[mask == 255].max() == level.min() and level[mask == 0].max() > level.min()
+    assert main([*argv, "--overwrite", "--scale", "2", "--uncertainty", str(heat)]) == 2  # mask or sigma only
