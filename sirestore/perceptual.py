@@ -150,6 +150,11 @@ def _channel(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def lpips(x: torch.Tensor, y: torch.Tensor, net: str = "alex") -> torch.Tensor:
     """LPIPS v0.1 distance (B,) float32 of (B, 3, H, W) images in [0, 1]; `net` alex or vgg."""
+    return lpips_loss(x, y, net)
+
+
+def lpips_loss(x: torch.Tensor, y: torch.Tensor, net: str = "alex") -> torch.Tensor:
+    """`lpips` with gradients (a training loss): (B,) float32."""
     xy = _pair(x, y)
     convs, lins = _lpips_weights(net, str(xy.device))
     if min(xy.shape[-2:]) < MIN_SIZE[net]:

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
@@ -53,8 +54,26 @@ from sirestore.serve_limits import (
     content_disposition,
     read_body,
 )
+from sirestore.tasks import TASKS as MODEL_TASKS
+from sirestore.uncertainty import heat_map, restore_uncertain
 
-TASKS = {"auto": "auto (blind denoising)"}  # the tasks the model offers: id -> label shown on the page
+UNCERTAINTY_SAMPLES = 8  # restorations behind the page's uncertainty map
+
+
+def task_choices(restorer: Restorer) -> dict[str, str]:
+    """The tasks the page offers, id -> label: "auto", plus each task an all-in-one model can be told."""
+    model = getattr(restorer, "model", None)
+    detector = getattr(restorer, "detector", None) if model is None else model.detector
+    if detector is None:
+        return {"auto": "auto (blind denoising)"}
+    return {"auto": "auto (detect the degradation)", **{t: t.replace("_", " ") for t in restorer_tasks(restorer)}}
+
+
+def restorer_tasks(restorer: Restorer) -> list[str]:
+    """The task names an all-in-one restorer accepts (`Restorer.task`)."""
+    return list(getattr(restorer, "tasks", None) or MODEL_TASKS)
+
+
 MAX_STEPS = 8
 MAX_PENDING = 4  # queued jobs accepted at once (each holds its decoded image)
 
@@ -66,6 +85,8 @@ class Job:
     id: str
     name: str
     steps: int
+    task: str  # "auto" or a task of task_choices
+    uncertainty: bool  # also make the uncertainty map (sirestore.uncertainty.restore_uncertain)
     image: np.ndarray | None
     info: ImageInfo | None
     preview: bytes
@@ -74,6 +95,7 @@ class Job:
     total: int = 1  # ... and expected
     error: str | None = None
     result: bytes | None = None
+    heat: bytes | None = None  # the uncertainty map (PNG), when asked for
     started: float | None = None
     finished: float | None = None
     size: tuple[int, int] = field(default=(0, 0))  # width, height
@@ -121,13 +143,13 @@ class Service:
             except ImageReadError as err:
                 raise ApiError(400, f"{name}: {str(err).removeprefix(shown(path) + ': ')}") from None
 
-    def submit(self, data: bytes, name: str, steps: int) -> Job:
+    def submit(self, data: bytes, name: str, steps: int, task: str = "auto", uncertainty: bool = False) -> Job:
         """Decode an upload and queue it (called in a thread pool: decoding takes time)."""
         with self.lock:
             if self.pending() >= MAX_PENDING:
                 raise ApiError(503, f"busy: {MAX_PENDING} images are waiting already; try again in a moment")
         image, info = self.decode(data, name)
-        job = Job(secrets.token_hex(8), name, steps, image, info, _png(image, info.alpha))
+        job = Job(secrets.token_hex(8), name, steps, task, uncertainty, image, info, _png(image, info.alpha))
         job.size = (image.shape[1], image.shape[0])
         with self.lock:
             if self.pending() >= MAX_PENDING:
@@ -157,8 +179,12 @@ class Service:
             job.state, job.started, self.current = "running", time.monotonic(), job
         try:
             self.restorer.steps = job.steps
+            self.restorer.task = None if job.task == "auto" else job.task
             job.total = self._evaluations(*job.image.shape[:3], job.steps)
-            restored = restore_float_image(self.restorer, job.image)  # as `sirestore restore` does
+            if job.uncertainty:
+                restored = self._uncertain(job)
+            else:
+                restored = restore_float_image(self.restorer, job.image)  # as `sirestore restore` does
             with tempfile.TemporaryDirectory(prefix="sirestore-serve-") as tmp:
                 write_image(Path(tmp) / "result.png", restored, job.info)  # 16 bit and alpha kept
                 job.result = (Path(tmp) / "result.png").read_bytes()
@@ -175,6 +201,15 @@ class Service:
             with self.lock:
                 job.image = job.info = None
                 job.finished, self.current = time.monotonic(), None
+
+    def _uncertain(self, job: Job) -> np.ndarray:
+        """The restoration of job's image (H x W x C float) with its uncertainty map, stored in job.heat."""
+        samples = UNCERTAINTY_SAMPLES
+        job.total *= samples + (0 if self.restorer.stochastic else 1)
+        y = torch.from_numpy(np.ascontiguousarray(job.image, dtype=np.float32)).permute(2, 0, 1)[None]
+        out, std, _ = restore_uncertain(self.restorer, y, samples, self.restorer.seed)
+        job.heat = _png(heat_map(std[0, 0].numpy()), None)
+        return out[0].clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
 
     def status(self, job: Job) -> dict:
         """What the page polls: state, queue position, progress, elapsed seconds, error."""
@@ -195,12 +230,14 @@ class Service:
             "error": job.error,
             "width": job.size[0],
             "height": job.size[1],
+            "uncertainty": job.heat is not None,
         }
 
 
 def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int = 8) -> Starlette:
     """The web app: the page at `/`, the JSON API under `/api/`. `max_upload` is in bytes."""
     service = Service(restorer, max_pixels, max_upload, keep)
+    tasks = task_choices(restorer)
     page = (resources.files("sirestore") / "web" / "index.html").read_text(encoding="utf-8")
 
     def job_of(request: Request) -> Job:
@@ -213,21 +250,26 @@ def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int =
         return HTMLResponse(page)
 
     async def info(request: Request) -> JSONResponse:
-        tasks = [{"id": k, "label": v} for k, v in TASKS.items()]
+        choices = [{"id": k, "label": v} for k, v in tasks.items()]
         limits = {"max_upload_bytes": max_upload, "max_pixels": max_pixels}
-        return JSONResponse({"tasks": tasks, "steps": {"min": 1, "max": MAX_STEPS, "default": 1}, **limits})
+        steps = {"min": 1, "max": MAX_STEPS, "default": 1}
+        return JSONResponse({"tasks": choices, "steps": steps, "uncertainty_samples": UNCERTAINTY_SAMPLES, **limits})
 
     async def create_job(request: Request) -> JSONResponse:
         q = request.query_params
         name = client_name(q.get("name", ""))  # shown in messages and the download name, never a path
-        if q.get("task", "auto") not in TASKS:
-            raise ApiError(400, f"unknown task {q.get('task')!r}; choose from {', '.join(TASKS)}")
+        task = q.get("task", "auto")
+        if task not in tasks:
+            raise ApiError(400, f"unknown task {task!r}; choose from {', '.join(tasks)}")
+        uncertainty = q.get("uncertainty", "0")
+        if uncertainty not in ("0", "1"):
+            raise ApiError(400, "uncertainty must be 0 or 1")
         steps = q.get("steps", "1")
         if not steps.isdigit() or not 1 <= int(steps) <= MAX_STEPS:
             raise ApiError(400, f"steps must be a whole number from 1 to {MAX_STEPS}")
         check_content_type(request.headers.get("content-type"), name)  # decoding still decides
         data = await read_body(request, max_upload, name)
-        job = await run_in_threadpool(service.submit, data, name, int(steps))
+        job = await run_in_threadpool(service.submit, data, name, int(steps), task, uncertainty == "1")
         return JSONResponse(service.status(job), status_code=202)
 
     async def job_status(request: Request) -> JSONResponse:
@@ -242,6 +284,12 @@ def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int =
             raise ApiError(409, f"the job is {job.state}, there is no result")
         headers = {"Content-Disposition": content_disposition(job.name)}
         return Response(job.result, media_type="image/png", headers=headers)
+
+    async def job_uncertainty(request: Request) -> Response:
+        job = job_of(request)
+        if job.heat is None:
+            raise ApiError(409, "this job has no uncertainty map (ask for one with uncertainty=1)")
+        return Response(job.heat, media_type="image/png")
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, ApiError | HTTPException):  # handled outside the middleware: set it here
@@ -258,6 +306,7 @@ def create_app(restorer: Restorer, max_pixels: int, max_upload: int, keep: int =
         Route("/api/jobs/{job_id}", job_status),
         Route("/api/jobs/{job_id}/input.png", job_input),
         Route("/api/jobs/{job_id}/result.png", job_result),
+        Route("/api/jobs/{job_id}/uncertainty.png", job_uncertainty),
     ]
     handlers = {ApiError: api_error, HTTPException: api_error, Exception: api_error}
     middleware = [Middleware(NoSniff)]

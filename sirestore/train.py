@@ -114,9 +114,10 @@ def _loss(net, model: FlowModel, cfg: TrainConfig, batch, gen: torch.Generator) 
     on its true degradation vector with probability teacher_prob, else on the detected one."""
     s, y, labels, sigma = batch
     if model.detector is None:
-        return flow_loss(net, cfg.model, s, y, cfg.loss)
+        return flow_loss(net, cfg.model, s, y, cfg.loss, perceptual=cfg.lpips_weight)
     teacher = torch.rand((), generator=gen).item() < cfg.teacher_prob
-    loss = flow_loss(net, cfg.model, s, y, cfg.loss, task=condition(labels, sigma) if teacher else None)
+    task = condition(labels, sigma) if teacher else None
+    loss = flow_loss(net, cfg.model, s, y, cfg.loss, task=task, perceptual=cfg.lpips_weight)
     return loss + cfg.task_weight * detector_loss(model.detection, labels, sigma)
 
 

@@ -105,6 +105,17 @@ def test_page_restore_compare_download(tmp_path, tiny_weights):
                 page.click("#download")
             assert download.value.suggested_filename == "photo_restored.png"
             download.value.save_as(tmp_path / "downloaded.png")
+            assert not page.is_visible("#heat-figure")
+
+            # again with the uncertainty map: shown under the comparison, downloadable
+            page.check("#uncertainty")
+            page.fill("#steps", "1")
+            page.click("#restore")
+            page.wait_for_selector("#heat-figure", state="visible")
+            page.wait_for_function("document.getElementById('heat').naturalWidth === 64")
+            with page.expect_download() as heat:
+                page.click("#heat-download")
+            assert heat.value.suggested_filename == "photo_uncertainty.png"
             browser.close()
     finally:
         server.terminate()
@@ -142,11 +153,16 @@ class Api:
 
 @pytest.fixture
 def api(tiny_weights):
+    yield from _serving(Restorer(weights=tiny_weights))
+
+
+def _serving(restorer: Restorer):
+    """The app of `restorer` served in a thread (yields an Api; a fixture's body)."""
     import uvicorn
 
     from sirestore.serve import create_app
 
-    app = create_app(Restorer(weights=tiny_weights), max_pixels=10_000, max_upload=20_000, keep=2)
+    app = create_app(restorer, max_pixels=10_000, max_upload=20_000, keep=2)
     sock = socket.create_server(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -159,8 +175,10 @@ def api(tiny_weights):
     thread.join(10)
 
 
-def _submit(api: Api, data, name="a.png", steps="1", task="auto", content_type=None) -> tuple[int, dict]:
-    query = urllib.parse.urlencode({"name": name, "steps": steps, "task": task})
+def _submit(
+    api: Api, data, name="a.png", steps="1", task="auto", content_type=None, uncertainty="0"
+) -> tuple[int, dict]:
+    query = urllib.parse.urlencode({"name": name, "steps": steps, "task": task, "uncertainty": uncertainty})
     headers = {} if content_type is None else {"Content-Type": content_type}
     return api.json("POST", f"/api/jobs?{query}", data, headers)
 
@@ -355,3 +373,46 @@ def test_serve_warns_in_one_line_when_not_loopback(tiny_weights, capsys, monkeyp
         assert err == ""
     else:
         assert len(err.strip().splitlines()) == 1 and err.startswith("warning: listening on 0.0.0.0")
+
+
+def test_api_uncertainty_map(api, tiny_weights):
+    assert api.json("GET", "/api/info")[1]["uncertainty_samples"] == 8
+    image = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    status = _wait(api, _submit(api, _png(image), uncertainty="1")[1]["id"])
+    assert (status["state"], status["uncertainty"], status["done"], status["total"]) == ("done", True, 9, 9)
+    code, headers, data = api.request("GET", f"/api/jobs/{status['id']}/uncertainty.png")
+    assert code == 200 and headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(data)) as heat:
+        assert (heat.mode, heat.size) == ("RGB", (30, 20)) and np.asarray(heat).max() > 0
+    with Image.open(io.BytesIO(api.request("GET", f"/api/jobs/{status['id']}/result.png")[2])) as got:
+        _close(got, _expected(tiny_weights, Image.fromarray(image), steps=1), 255)  # the same restoration
+    plain = _wait(api, _submit(api, _png(image))[1]["id"])
+    assert plain["uncertainty"] is False
+    code, body = api.json("GET", f"/api/jobs/{plain['id']}/uncertainty.png")
+    assert code == 409 and "no uncertainty map" in body["error"]
+    code, body = _submit(api, _png(image), uncertainty="yes")
+    assert code == 400 and "uncertainty" in body["error"]
+
+
+@pytest.fixture
+def allinone_api():
+    from .test_allinone import _detecting
+
+    yield from _serving(Restorer(model=_detecting()))
+
+
+def test_api_offers_and_forces_the_tasks_of_an_all_in_one_model(allinone_api):
+    from sirestore.tasks import TASKS
+
+    tasks = allinone_api.json("GET", "/api/info")[1]["tasks"]
+    assert [t["id"] for t in tasks] == ["auto", *TASKS] and tasks[-3]["label"] == "low light"
+    image = _png(np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    restorer = allinone_api.app.state.service.restorer
+    told, condition = [], restorer.condition
+    restorer.condition = lambda y: (told.append(restorer.task), condition(y))[1]  # what each job conditions on
+    for task in ("auto", "rain", "noise"):
+        status = _wait(allinone_api, _submit(allinone_api, image, task=task)[1]["id"])
+        assert status["state"] == "done", status
+    assert told == [None, "rain", "noise"]
+    code, body = _submit(allinone_api, image, task="sharpen")
+    assert code == 400 and "unknown task" in body["error"]
