@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_tasks import Task, tasks  # noqa: E402
-from plot_pil import crops_figure, loglog_plot  # noqa: E402
+from plot_pil import crops_figure, line_plot  # noqa: E402
 
 from sirestore.checkpoint import load_weights  # noqa: E402
 from sirestore.data import list_images, load_uint8  # noqa: E402
@@ -225,7 +225,7 @@ def steps_figures(rows: list[dict], steps_run: list[int], out: Path) -> list[str
     for key, data in series.items():
         if data and max(len(v) for v in data.values()) > 1:
             path = out.with_name(f"{out.stem}_{key}_steps.png")
-            loglog_plot(
+            line_plot(
                 data,
                 path,
                 f"{labels[key]} against steps, mean over each task's rows",

@@ -45,7 +45,7 @@ def _linear_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
     return [round(k * step, 10) for k in range(first, math.floor(hi / step) + 1)]
 
 
-def loglog_plot(
+def line_plot(
     series: dict[str, list[tuple[float, float]]],
     path: str | Path,
     title: str,
@@ -54,8 +54,9 @@ def loglog_plot(
     xticks: list[float] | None = None,
     size: tuple[int, int] = (1000, 640),
     log_y: bool = True,
+    log_x: bool = True,
 ) -> None:
-    """Write a PNG: one coloured line with points per series (log x; log y, or linear y for `log_y=False`),
+    """Write a PNG: one coloured line with points per series (log or linear axes: `log_x`, `log_y`),
     legend on the right."""
     width, height = size
     left, right, top, bottom = 90, 330, 50, 70
@@ -63,23 +64,27 @@ def loglog_plot(
     d = ImageDraw.Draw(img)
     font, small = _font(16), _font(13)
     fy = math.log10 if log_y else (lambda v: v)
-    pts = [p for s in series.values() for p in s if p[0] > 0 and (p[1] > 0 or not log_y)]
+    fx = math.log10 if log_x else (lambda v: v)
+    kept = lambda p: (p[0] > 0 or not log_x) and (p[1] > 0 or not log_y)  # noqa: E731
+    pts = [p for s in series.values() for p in s if kept(p)]
     xs, ys = [p[0] for p in pts], [fy(p[1]) for p in pts]
-    x0, x1 = math.log10(min(xs)) - 0.05, math.log10(max(xs)) + 0.05
+    xpad = 0.05 if log_x else 0.05 * (max(xs) - min(xs) or 1.0)
+    x0, x1 = fx(min(xs)) - xpad, fx(max(xs)) + xpad
     pad = 0.15 if log_y else 0.08 * (max(ys) - min(ys) or 1.0)
     y0, y1 = min(ys) - pad, max(ys) + pad
 
     def to_px(x: float, y: float) -> tuple[float, float]:
-        px = left + (math.log10(x) - x0) / (x1 - x0) * (width - left - right)
+        px = left + (fx(x) - x0) / (x1 - x0) * (width - left - right)
         py = height - bottom - (fy(y) - y0) / (y1 - y0) * (height - top - bottom)
         return px, py
 
     d.rectangle([left, top, width - right, height - bottom], outline="black")
+    xmin = 10**x0 if log_x else x0
     for t in _decades(10**y0, 10**y1) if log_y else _linear_ticks(y0, y1):
-        _, py = to_px(10**x0, t)
+        _, py = to_px(xmin, t)
         d.line([left, py, width - right, py], fill=(225, 225, 225))
         d.text((left - 8, py), f"{t:g}", fill="black", font=small, anchor="rm")
-    for t in xticks or sorted(set(xs)):
+    for t in xticks or (sorted(set(xs)) if log_x else _linear_ticks(x0, x1)):
         px, _ = to_px(t, 10**y0 if log_y else y0)
         d.line([px, top, px, height - bottom], fill=(225, 225, 225))
         d.text((px, height - bottom + 8), f"{t:g}", fill="black", font=small, anchor="mt")
@@ -90,7 +95,7 @@ def loglog_plot(
     img.paste(label.rotate(90, expand=True), (12, top))
     for i, (name, points) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
-        xy = [to_px(x, y) for x, y in sorted(points) if x > 0 and (y > 0 or not log_y)]
+        xy = [to_px(x, y) for x, y in sorted(points) if kept((x, y))]
         if len(xy) > 1:
             d.line(xy, fill=color, width=3)
         for px, py in xy:

