@@ -1,4 +1,4 @@
-"""Few steps vs a thousand on the same backbone: CBSD68 restorations of the interpolant model at 1/2/4/8 steps,
+"""Few steps vs a thousand on the same backbone: CBSD68 restorations of the interpolant model at 1-16 steps,
 its sharp one-step fine-tune, L1 regression, DDIM-10/20/50 and DDPM-1000 (all the same network, data,
 degradation mixture, optimizer, seed and number of training steps) and a classical baseline, measured in one
 run; writes docs/perception.md (+ .csv and three PNG plots).
@@ -7,10 +7,12 @@ run; writes docs/perception.md (+ .csv and three PNG plots).
     python scripts/bench_perception.py [--limit 10] [--sharp-steps 500] [--ddpm-all]
 
 Models (scripts/ablate_interpolant.py, 2000 steps each): ours is its "stochastic bridge s=0.5, x1" variant,
-sampled with the sde sampler; "L1 regression (t = 0 only)" and "DDPM (noise prediction)" are the baselines
-(SR3-style conditional DDPM, sampled with DDIM and with DDPM's 1000 steps). The sharp one-step model is ours
-fine-tuned for --sharp-steps more steps at t = 0 with the squared error plus 0.01 LPIPS-alex (the recipe of
-configs/denoise_sharp.yaml), trained here into runs/ablation/<ours>_sharp when missing.
+sampled with the sde sampler at 1, 2, 4, 8 and 16 steps, and at 4 steps with the path noise scaled by 0, 0.5
+and 2 (`--noise-scale`, the perception-distortion knob); "L1 regression (t = 0 only)" and "DDPM (noise
+prediction)" are the baselines (SR3-style conditional DDPM, sampled with DDIM and with DDPM's 1000 steps).
+The sharp one-step model is ours fine-tuned for --sharp-steps more steps at t = 0 with the squared error plus
+0.01 LPIPS-alex (the recipe of configs/denoise_sharp.yaml), trained here into runs/ablation/<ours>_sharp when
+missing.
 Rows, on the first --limit CBSD68 images (image k seeded k), blind (no model is told the degradation):
 AWGN sigma 25 and 50 (baseline OpenCV NLM), the committed 40-60 % free-form masks with smoothly filled holes
 (the training mixture's inpainting; baseline OpenCV Telea given the mask) and Levin kernel 3 + AWGN 2.55
@@ -61,6 +63,9 @@ TASKS = [
     ),
     Task("blur", "CBSD68", "motion_blur:kernel=levin3+awgn:sigma=2.55", _wiener(3, 2.55), "Wiener, true kernel"),
 ]
+STEPS = (1, 2, 4, 8, 16)  # sampler steps of ours
+NOISE_SCALES = (0.0, 0.5, 2.0)  # the sde sampler's path-noise knob at 4 steps (1 is the "4 steps" row)
+KNOB = "ours, 4 steps, noise scale"  # their family
 SHARP = {"lpips_weight": 0.01, "t0_prob": 1.0, "lr": 2e-4, "warmup": 100, "seed": 7}  # configs/denoise_sharp.yaml
 
 
@@ -81,9 +86,10 @@ def sharp_model(work: Path, steps: int):
 def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]]:
     """(name, family, restorer, network evaluations) of every model row."""
     ours, l1, ddpm = (load_weights(work / slug(n) / "ema.safetensors") for n in (OURS, L1, DDPM))
-    rows = [
-        (f"ours, {n} step{'s' * (n > 1)}", "ours", Restorer(model=ours, steps=n, sampler="sde"), n)
-        for n in (1, 2, 4, 8)
+    rows = [(f"ours, {n} step{'s' * (n > 1)}", "ours", Restorer(model=ours, steps=n, sampler="sde"), n) for n in STEPS]
+    rows += [
+        (f"ours, 4 steps, noise scale {k:g}", KNOB, Restorer(model=ours, steps=4, sampler="sde", noise_scale=k), 4)
+        for k in NOISE_SCALES
     ]
     rows.append(("ours, sharp 1 step", "ours, sharp", Restorer(model=sharp_model(work, sharp_steps), sampler="sde"), 1))
     rows.append(("L1 regression", "L1 regression", Restorer(model=l1), 1))
@@ -134,7 +140,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
     """PSNR and LPIPS against network evaluations, and LPIPS against PSNR, for the methods of one row group."""
     rs = [r for r in rows if r["spec"] == spec and r["nfe"] > 0]
-    families = dict.fromkeys(r["family"] for r in rs)
+    families = [f for f in dict.fromkeys(r["family"] for r in rs) if f != KNOB]
     names = []
     for key, label in (("psnr", "PSNR (dB)"), ("lpips", "LPIPS-alex (lower is better)")):
         series = {f: [(r["nfe"], r[key]) for r in rs if r["family"] == f] for f in families}
@@ -142,7 +148,12 @@ def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
         title = f"{label} against network evaluations, CBSD68 {spec}"
         line_plot(series, path, title, "network evaluations (steps)", label, log_y=False)
         names.append(path.name)
-    series = {r["method"]: [(r["psnr"], r["lpips"])] for r in rs}
+    series = {f: [(r["psnr"], r["lpips"]) for r in rs if r["family"] == f] for f in families}
+    series["ours, 1-16 steps"] = series.pop("ours")
+    knob = [r for r in rs if r["family"] == KNOB or r["method"] == "ours, 4 steps"]
+    series[f"ours, 4 steps, noise scale {min(NOISE_SCALES):g}-{max(NOISE_SCALES):g}"] = [
+        (r["psnr"], r["lpips"]) for r in knob
+    ]
     series.update({r["method"]: [(r["psnr"], r["lpips"])] for r in rows if r["spec"] == spec and r["nfe"] == 0})
     path = out.with_name(f"{out.stem}_lpips_psnr.png")
     line_plot(series, path, f"LPIPS against PSNR, CBSD68 {spec}", "PSNR (dB)", "LPIPS-alex", log_y=False, log_x=False)

@@ -9,6 +9,8 @@ from PIL import Image
 
 from sirestore.restore import Restorer, axis_weights, tile_starts
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def restorer(tiny_model):
@@ -109,3 +111,25 @@ def test_resolve_weights_names_shipped_files(tmp_path, monkeypatch):
     assert resolve_weights("default.safetensors") == Path("default.safetensors")  # a file name is a path
     (tmp_path / "default").write_bytes(b"")
     assert resolve_weights("default") == Path("default")  # a file here wins over the shipped name
+
+
+def test_shipped_sharp_weights_are_the_default_network_fine_tuned():
+    """`--weights sharp` names the sharp one-step denoiser: the default's architecture (same parameter count,
+    at most 1.0M), different weights, and on a noisy crop of the example photo it still removes the noise
+    (behaviour, not a quality figure: those are in README)."""
+    from sirestore.checkpoint import load_weights
+    from sirestore.metrics import psnr
+    from sirestore.nn.unet import count_parameters
+    from sirestore.restore import default_weights, resolve_weights
+
+    path = resolve_weights("sharp")
+    assert path.parent == default_weights().parent and path.is_file()
+    sharp, default = load_weights(path), load_weights(default_weights())
+    assert count_parameters(sharp) == count_parameters(default) <= 1_000_000 and sharp.detector is None
+    assert sharp.cfg == default.cfg
+    photo = np.asarray(Image.open(ROOT / "examples/coffee_noisy.png").convert("RGB"))[:96, :128]
+    clean = Restorer().restore_tensor(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None] / 255)
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 25 / 255
+    out = Restorer(weights="sharp").restore_tensor(noisy)
+    assert psnr(out.clamp(0, 1), clean) > psnr(noisy.clamp(0, 1), clean) + 3
+    assert not torch.allclose(out, Restorer().restore_tensor(noisy), atol=1e-3)
