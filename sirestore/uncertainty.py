@@ -46,8 +46,8 @@ def uncertainty_image_fn(
 
     def fn(image: np.ndarray, info: ImageInfo) -> tuple[np.ndarray, ImageInfo]:
         y = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-        if map_path is None:
-            out = restorer.restore_samples(y, samples)[0]
+        if map_path is None:  # a deterministic model's samples are all the same: one is enough
+            out = restorer.restore_samples(y, samples if restorer.stochastic else 1)[0]
         else:
             out, std, _ = restore_uncertain(restorer, y, samples, seed, known)
             write_image(map_path, heat_map(std[0, 0].numpy()), ImageInfo(mode="RGB"))
