@@ -7,7 +7,8 @@ run; writes docs/perception.md (+ .csv and three PNG plots).
     python scripts/bench_perception.py [--limit 10] [--sharp-steps 500] [--ddpm-all]
 
 Models (scripts/ablate_interpolant.py, 2000 steps each): ours is its "stochastic bridge s=0.5, x1" variant,
-sampled with the sde sampler at 1, 2, 4, 8 and 16 steps, and at 4 steps with the path noise scaled by 0, 0.5
+sampled with the sde sampler at 1, 2, 4, 8 and 16 steps (also its "noise -> clean, x1" variant, the best on noise
+in the ablation, with Euler steps), and at 4 steps with the path noise scaled by 0, 0.5
 and 2 (`--noise-scale`, the perception-distortion knob); "L1 regression (t = 0 only)" and "DDPM (noise
 prediction)" are the baselines (SR3-style conditional DDPM, sampled with DDIM and with DDPM's 1000 steps).
 The sharp one-step model is ours fine-tuned for --sharp-steps more steps at t = 0 with the squared error plus
@@ -49,6 +50,7 @@ from sirestore.restore import Restorer  # noqa: E402
 from sirestore.train import train  # noqa: E402
 
 OURS, L1, DDPM = "stochastic bridge s=0.5, x1", "L1 regression (t = 0 only)", "DDPM (noise prediction)"
+NOISE_SOURCE = "noise -> clean, x1"  # the ablation's best variant on noise (validation), also shown at 1-16 steps
 MASKS = "benchmarks/masks/freeform_40-60"
 TASKS = [
     Task("noise", "CBSD68", "awgn:sigma=25", _nlm(25), "OpenCV NLM"),
@@ -66,6 +68,7 @@ TASKS = [
 STEPS = (1, 2, 4, 8, 16)  # sampler steps of ours
 NOISE_SCALES = (0.0, 0.5, 2.0)  # the sde sampler's path-noise knob at 4 steps (1 is the "4 steps" row)
 KNOB = "ours, 4 steps, noise scale"  # their family
+NC_FAMILY = "ours, noise -> clean"  # family of the noise -> clean rows
 SHARP = {"lpips_weight": 0.01, "t0_prob": 1.0, "lr": 2e-4, "warmup": 100, "seed": 7}  # configs/denoise_sharp.yaml
 
 
@@ -85,8 +88,11 @@ def sharp_model(work: Path, steps: int):
 
 def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]]:
     """(name, family, restorer, network evaluations) of every model row."""
-    ours, l1, ddpm = (load_weights(work / slug(n) / "ema.safetensors") for n in (OURS, L1, DDPM))
+    ours, nc, l1, ddpm = (load_weights(work / slug(n) / "ema.safetensors") for n in (OURS, NOISE_SOURCE, L1, DDPM))
     rows = [(f"ours, {n} step{'s' * (n > 1)}", "ours", Restorer(model=ours, steps=n, sampler="sde"), n) for n in STEPS]
+    rows += [
+        (f"ours, noise -> clean, {n} step{'s' * (n > 1)}", NC_FAMILY, Restorer(model=nc, steps=n), n) for n in STEPS
+    ]
     rows += [
         (f"ours, 4 steps, noise scale {k:g}", KNOB, Restorer(model=ours, steps=4, sampler="sde", noise_scale=k), 4)
         for k in NOISE_SCALES
@@ -110,27 +116,50 @@ def _add(acc: dict, task: Task, key: tuple[str, str, int], out: torch.Tensor, x:
     a["ref"].append(perceptual.inception_features(x))
 
 
+def reused_rows(path: Path, images: int) -> dict[tuple[str, str], dict]:
+    """Rows of an earlier report's CSV with `images` images, keyed (spec, method) (for --reuse)."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.update({k: int(r[k]) for k in ("nfe", "images")})
+        r.update({k: float(r[k]) for k in ("psnr", "ssim", "lpips", "seconds", "fid", "kid")})
+    return {(r["spec"], r["method"]): r for r in rows if r["images"] == images}
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     models = methods(args.work, args.sharp_steps)
+    reuse = reused_rows(args.out.with_suffix(".csv"), args.limit) if args.reuse else {}
     rows = []
     for task in TASKS:
+        spec = task.spec.replace(str(ROOT) + "/", "")
         acc: dict[str, dict] = {}
+        order = ["degraded input", task.baseline_name]
         for image, x, y, info in observations(task, args.data, 0, args.limit):
-            _add(acc, task, ("degraded input", "input", 0), y, x, 0.0)
-            start = time.perf_counter()
-            base = _chw(task.baseline(_hwc(y.clamp(0, 1)), info))
-            _add(acc, task, (task.baseline_name, "classical", 0), base, x, time.perf_counter() - start)
+            if (spec, "degraded input") not in reuse:
+                _add(acc, task, ("degraded input", "input", 0), y, x, 0.0)
+            if (spec, task.baseline_name) not in reuse:
+                start = time.perf_counter()
+                base = _chw(task.baseline(_hwc(y.clamp(0, 1)), info))
+                _add(acc, task, (task.baseline_name, "classical", 0), base, x, time.perf_counter() - start)
             for name, family, restorer, nfe in models:
                 if nfe == 1000 and task.spec != "awgn:sigma=25" and not args.ddpm_all:
+                    continue
+                order += [name] if name not in order else []
+                if (spec, name) in reuse:
                     continue
                 start = time.perf_counter()
                 out = restorer.restore_tensor(y)
                 _add(acc, task, (name, family, nfe), out, x, time.perf_counter() - start)
             print(f"{task.spec.split(',')[0]} {image}: done", flush=True)
-        for name, a in acc.items():
+        for name in order:
+            if (spec, name) in reuse:
+                rows.append(reuse[(spec, name)])
+                continue
+            a = acc[name]
             fk = perceptual.fid_kid_from_features(np.concatenate(a["feats"]), np.concatenate(a["ref"]))
-            row = {"spec": task.spec.replace(str(ROOT) + "/", ""), "method": name, "family": a["family"]}
-            row.update({"nfe": a["nfe"], "images": a["n"]})
+            row = {"spec": spec, "method": name, "family": a["family"], "nfe": a["nfe"], "images": a["n"]}
             row.update({k: a[k] / a["n"] for k in ("psnr", "ssim", "lpips", "seconds")})
             row.update({"fid": fk["fid"], "kid": fk["kid"]})
             rows.append(row)
@@ -149,7 +178,8 @@ def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
         line_plot(series, path, title, "network evaluations (steps)", label, log_y=False)
         names.append(path.name)
     series = {f: [(r["psnr"], r["lpips"]) for r in rs if r["family"] == f] for f in families}
-    series["ours, 1-16 steps"] = series.pop("ours")
+    series["ours (stochastic bridge), 1-16 steps"] = series.pop("ours")
+    series[f"{NC_FAMILY}, 1-16 steps"] = series.pop(NC_FAMILY)
     knob = [r for r in rs if r["family"] == KNOB or r["method"] == "ours, 4 steps"]
     series[f"ours, 4 steps, noise scale {min(NOISE_SCALES):g}-{max(NOISE_SCALES):g}"] = [
         (r["psnr"], r["lpips"]) for r in knob
@@ -172,13 +202,21 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
     lines = [
         "# Few steps vs a thousand, on the same backbone",
         "",
-        f"Produced by `{command}{' --ddpm-all' if args.ddpm_all else ''}` after "
+        f"Produced by `{command}{' --ddpm-all' if args.ddpm_all else ''}{' --reuse' if args.reuse else ''}` after "
         "`python scripts/ablate_interpolant.py --steps 2000`, on a CPU "
         f"({torch.get_num_threads()} threads), the first {n} CBSD68 images (image k seeded k), blind. "
         "Every model has the shipped network's widths and blocks and was trained with the same data, "
         "degradation mixture, optimizer, seed and 2000 steps (the ablation's short budget, "
         "[ablation.md](ablation.md)); the sharp one-step model is ours plus "
-        f"{args.sharp_steps} fine-tuning steps with an LPIPS term. See the script's docstring for the rows.",
+        f"{args.sharp_steps} fine-tuning steps with an LPIPS term. *ours* is the stochastic bridge (s = 0.5, "
+        "x_1 target, sde sampler), the path the all-in-one model uses; *ours, noise -> clean* the ablation's "
+        "noise -> clean x_1 variant (Euler), its best on noise. See the script's docstring for the rows."
+        + (
+            " Run with `--reuse`: the rows already in the CSV of an earlier run of this command (same images, "
+            "models and machine) were kept, the others measured in this run."
+            if args.reuse
+            else ""
+        ),
         "",
         "PSNR and SSIM on uint8 levels; LPIPS-alex; FID / KID between the restored and clean images of the row "
         f"(whole images, {n} of them: FID is biased upward at this size, compare rows only); NFE = network "
@@ -204,6 +242,11 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=10, help="first N CBSD68 images")
     p.add_argument("--sharp-steps", type=int, default=500, help="fine-tuning steps of the sharp one-step model")
     p.add_argument("--ddpm-all", action="store_true", help="DDPM-1000 on every row (else sigma 25 only)")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the rows of the existing CSV (same images) instead of recomputing them: after adding methods",
+    )
     p.add_argument("--work", type=Path, default=ROOT / "runs/ablation", help="the ablation's checkpoints")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data")
     p.add_argument("--plot-spec", default="awgn:sigma=25", help="row group of the plots")
