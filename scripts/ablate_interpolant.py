@@ -22,7 +22,6 @@ run in parallel processes (--only) and a last run without --only assembles docs/
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -32,6 +31,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import write_csv  # noqa: E402
 
 from sirestore import perceptual  # noqa: E402
 from sirestore.config import TrainConfig  # noqa: E402
@@ -157,11 +158,7 @@ def main() -> None:
 
 def write(args, results: dict[str, list[dict]], minutes: dict[str, float]) -> None:
     rows = [{"variant": name, **row} for name, rs in results.items() for row in rs]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["variant", "spec", "sampler", "steps", "psnr", "lpips", "seconds"])
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out.with_suffix(".csv"), rows, ["variant", "spec", "sampler", "steps", "psnr", "lpips", "seconds"])
     lines = [
         "# Interpolant ablation (short budget)",
         "",

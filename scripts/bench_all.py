@@ -14,7 +14,6 @@ are given the committed mask (benchmarks/masks) and run with exact data consiste
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import sys
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_tasks import Task, tasks  # noqa: E402
 from plot_pil import crops_figure, line_plot  # noqa: E402
+from report import write_csv  # noqa: E402
 
 from sirestore.checkpoint import load_weights  # noqa: E402
 from sirestore.data import list_images, load_uint8  # noqa: E402
@@ -165,12 +165,8 @@ def main() -> None:
 def write_reports(rows: list[dict], crops: list, args: argparse.Namespace, model) -> None:
     """docs/benchmarks.md (one table per task), .csv (every row) and .png (crops)."""
     keys = ["task", "data", "spec", "method", "psnr", "psnr_y", "ssim", "lpips", "seconds"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = args.out.with_suffix(".csv")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(csv_path, rows, keys)
     fmt = lambda v, d=2: "" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [
         "# All-in-one benchmark",

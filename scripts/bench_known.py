@@ -25,7 +25,6 @@ NFE = network evaluations per image; seconds per image on this CPU.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import sys
@@ -38,6 +37,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import write_csv  # noqa: E402
 
 from sirestore import baselines  # noqa: E402
 from sirestore.checkpoint import load_weights  # noqa: E402
@@ -238,12 +239,8 @@ def main() -> None:
         if not args.only or name in args.only or name.split("-")[0] in args.only
     }
     rows = table.rows()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     keys = ["task", "setting", "method", "images", "psnr", "ssim", "nfe", "seconds", "exact", "consistency"]
-    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out.with_suffix(".csv"), rows, keys)
     cmd = "python scripts/bench_known.py" + (f" --limit {args.limit}" if args.limit else "")
     cmd += f" --only {' '.join(args.only)}" if args.only else ""
     lines = [

@@ -43,6 +43,7 @@ from ablate_interpolant import config, slug  # noqa: E402
 from bench_all import _chw, _hwc, observations, scores  # noqa: E402
 from bench_tasks import Task, _nlm, _wiener  # noqa: E402
 from plot_pil import line_plot  # noqa: E402
+from report import write_csv  # noqa: E402
 
 from sirestore import baselines, perceptual  # noqa: E402
 from sirestore.checkpoint import load_weights  # noqa: E402
@@ -191,11 +192,7 @@ def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
 
 
 def write(args: argparse.Namespace, rows: list[dict]) -> None:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out.with_suffix(".csv"), rows)
     figures = plots(rows, args.plot_spec, args.out)
     n = rows[0]["images"]
     command = f"python scripts/bench_perception.py --limit {args.limit} --sharp-steps {args.sharp_steps}"

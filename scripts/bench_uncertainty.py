@@ -18,7 +18,6 @@ RMS error of the restoration (equal for a calibrated map).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import write_csv  # noqa: E402
 
 from sirestore.data import list_images, load_uint8  # noqa: E402
 from sirestore.degrade import parse_spec  # noqa: E402
@@ -79,11 +80,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def write(args: argparse.Namespace, rows: list[dict]) -> None:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out.with_suffix(".csv"), rows)
     n = len(rows) // len(TASKS)
     lines = [
         "# Uncertainty maps against the true error",

@@ -1,4 +1,4 @@
-"""Figures drawn with Pillow (no matplotlib): a log-log line plot (series of (x, y) points, axes, ticks,
+"""Figures drawn with Pillow (no matplotlib): a line plot (series of (x, y) points, log or linear axes, ticks,
 legend) and a grid of before/after crops."""
 
 from __future__ import annotations
