@@ -70,6 +70,7 @@ STEPS = (1, 2, 4, 8, 16)  # sampler steps of ours
 NOISE_SCALES = (0.0, 0.5, 2.0)  # the sde sampler's path-noise knob at 4 steps (1 is the "4 steps" row)
 KNOB = "ours, 4 steps, noise scale"  # their family
 NC_FAMILY = "ours, noise -> clean"  # family of the noise -> clean rows
+LABELS = {"ours": "ours (stochastic bridge)", "ours, sharp": "ours (stochastic bridge), sharp"}  # plot legends
 SHARP = {"lpips_weight": 0.01, "t0_prob": 1.0, "lr": 2e-4, "warmup": 100, "seed": 7}  # configs/denoise_sharp.yaml
 
 
@@ -173,7 +174,7 @@ def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
     families = [f for f in dict.fromkeys(r["family"] for r in rs) if f != KNOB]
     names = []
     for key, label in (("psnr", "PSNR (dB)"), ("lpips", "LPIPS-alex (lower is better)")):
-        series = {f: [(r["nfe"], r[key]) for r in rs if r["family"] == f] for f in families}
+        series = {LABELS.get(f, f): [(r["nfe"], r[key]) for r in rs if r["family"] == f] for f in families}
         path = out.with_name(f"{out.stem}_{key}_nfe.png")
         title = f"{label} against network evaluations, CBSD68 {spec}"
         line_plot(series, path, title, "network evaluations (steps)", label, log_y=False)
