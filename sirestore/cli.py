@@ -135,8 +135,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not jobs:
         return 1 if errors else 0
     restorer = _restorer(args)
-    has_detector = getattr(getattr(restorer, "model", None), "detector", None) is not None
-    if args.explain and not (has_detector or getattr(restorer, "detector", None) is not None):
+    if args.explain and not restorer.has_detector:
         raise UsageError("--explain needs an all-in-one model (with a degradation detector)")
     for path in clean_output_folders(jobs):
         print(f"note: removed {shown(path)}, a temporary file left by an interrupted run", file=sys.stderr)

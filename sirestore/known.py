@@ -171,7 +171,7 @@ def _told(restorer: Restorer, task: str) -> Restorer:
     """`restorer` conditioned on `task` when it is an all-in-one model left to detect: the given operator says
     what the degradation is (a detector reads a hole-filled image as barely degraded, and the model then
     harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes); else `restorer` itself."""
-    if restorer.task is not None or restorer.model is None or restorer.model.detector is None:
+    if restorer.task is not None or not restorer.has_detector:
         return restorer
     told = copy.copy(restorer)
     told.task = task

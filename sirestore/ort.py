@@ -105,6 +105,11 @@ class OrtRestorer(Restorer):
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(self.tasks)}")
         self.task = task
 
+    @property
+    def has_detector(self) -> bool:
+        """Whether the exported model carries a degradation detector graph."""
+        return self.detector is not None
+
     def _detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The detector graph on tiles of y (B, C, H, W), as `Restorer._detect`: probabilities (B, T), noise (B,)."""
         tiles, n = detector_tiles(y.float())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,23 @@ def resolve_weights(weights: str | Path | None) -> Path:
     if not path.exists() and path.name == str(weights) and not path.suffix and shipped.is_file():
         return shipped
     return path
+
+
+def mean_and_spread(outputs: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (B, C, H, W) and per-pixel standard deviation averaged over channels (B, 1, H, W) of a sequence of
+    same-shaped restorations, float32; one in memory at a time (Welford, in float64)."""
+    mean = m2 = None
+    k = 0
+    for k, x in enumerate(outputs, 1):
+        x = x.double()
+        if mean is None:
+            mean, m2 = torch.zeros_like(x), torch.zeros_like(x)
+        delta = x - mean
+        mean += delta / k
+        m2 += delta * (x - mean)
+    if mean is None:
+        raise ValueError("need at least one restoration")
+    return mean.float(), (m2 / k).sqrt().mean(1, keepdim=True).float()
 
 
 class Restorer:
@@ -80,7 +98,7 @@ class Restorer:
         self.steps, self.sampler, self.seed = steps, sampler, seed
         if task is not None and task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-        if task is not None and (self.model is None or self.model.detector is None):
+        if task is not None and not self.has_detector:
             raise ValueError("--task needs an all-in-one model (with a degradation detector)")
         self.task = task
         if noise_scale < 0:
@@ -142,6 +160,11 @@ class Restorer:
         )
 
     @property
+    def has_detector(self) -> bool:
+        """Whether the model is an all-in-one model with a degradation detector (`task`, `explain`)."""
+        return self.model is not None and self.model.detector is not None
+
+    @property
     def stochastic(self) -> bool:
         """Whether restorations depend on the seed: a noise source, or the sde sampler on a noisy path."""
         if self.model is None:
@@ -155,21 +178,17 @@ class Restorer:
         and the per-pixel standard deviation over the samples, averaged over channels (B, 1, H, W)."""
         if samples < 1:
             raise ValueError("samples must be >= 1")
-        seed, mean, m2 = self.seed, None, None
-        try:
-            for k in range(samples):  # Welford: one sample in memory at a time
+        seed = self.seed
+
+        def draws():
+            for k in range(samples):
                 self.seed = seed + k
-                x = self.restore_tensor(y).double()
-                if mean is None:
-                    mean, m2 = x.clone(), torch.zeros_like(x)
-                else:
-                    delta = x - mean
-                    mean += delta / (k + 1)
-                    m2 += delta * (x - mean)
+                yield self.restore_tensor(y)
+
+        try:
+            return mean_and_spread(draws())
         finally:
             self.seed = seed
-        std = (m2 / samples).sqrt().mean(1, keepdim=True)
-        return mean.float(), std.float()
 
     @torch.no_grad()
     def _detect(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +200,7 @@ class Restorer:
     def condition(self, y: torch.Tensor) -> torch.Tensor | None:
         """The conditioning vector (B, len(TASKS) + 1) of images y (B, C, H, W), C = 1 or 3: detected on
         the centre crop, or forced by `task`; None for models without a detector."""
-        if self.model is None or self.model.detector is None:
+        if not self.has_detector:
             return None
         probs, sigma = self._detect(y)
         if self.task is not None:
@@ -191,7 +210,7 @@ class Restorer:
     def explain(self, y: torch.Tensor) -> dict[str, float]:
         """What the detector sees in one image y (1, C, H, W): {task: probability, ..., "sigma": noise
         level on the 0..255 scale}. ValueError for models without a detector."""
-        if self.model is None or self.model.detector is None:
+        if not self.has_detector:
             raise ValueError("--explain needs an all-in-one model (with a degradation detector)")
         probs, sigma = self._detect(y)
         return {**{t: float(p) for t, p in zip(TASKS, probs[0])}, "sigma": float(sigma[0])}

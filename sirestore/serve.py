@@ -62,9 +62,7 @@ UNCERTAINTY_SAMPLES = 8  # restorations behind the page's uncertainty map
 
 def task_choices(restorer: Restorer) -> dict[str, str]:
     """The tasks the page offers, id -> label: "auto", plus each task an all-in-one model can be told."""
-    model = getattr(restorer, "model", None)
-    detector = getattr(restorer, "detector", None) if model is None else model.detector
-    if detector is None:
+    if not restorer.has_detector:
         return {"auto": "auto (blind denoising)"}
     return {"auto": "auto (detect the degradation)", **{t: t.replace("_", " ") for t in restorer_tasks(restorer)}}
 

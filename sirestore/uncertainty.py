@@ -21,7 +21,7 @@ import torch
 from sirestore.batch import ImageFn
 from sirestore.degrade.kernels import conv, gaussian_kernel
 from sirestore.imageio import ImageInfo, write_image
-from sirestore.restore import Restorer
+from sirestore.restore import Restorer, mean_and_spread
 
 
 def heat_map(std: np.ndarray, top: float | None = None) -> np.ndarray:
@@ -137,23 +137,15 @@ def bootstrap_std(
     if samples < 1:
         raise ValueError("samples must be >= 1")
     x = restore(y, mask)
-    mean, m2 = torch.zeros_like(x, dtype=torch.float64), torch.zeros_like(x, dtype=torch.float64)
-    for k in range(samples):  # Welford
-        keep = mask * (torch.rand(mask.shape, generator=gen) >= drop).to(mask)
-        s = restore(y * keep, keep).double()
-        delta = s - mean
-        mean += delta / (k + 1)
-        m2 += delta * (s - mean)
-    std = (m2 / samples).sqrt().mean(1, keepdim=True).float()
+    keeps = (mask * (torch.rand(mask.shape, generator=gen) >= drop).to(mask) for _ in range(samples))
+    std = mean_and_spread(restore(y * keep, keep) for keep in keeps)[1]
     return x, std * (1 - mask.to(std))
 
 
 def noise_level(restorer: Restorer, y: torch.Tensor) -> torch.Tensor:
     """Noise level (B,) of y (B, C, H, W) in [0, 1] units: what an all-in-one model's detector reads, else
     `estimate_sigma`."""
-    model = getattr(restorer, "model", None)
-    detector = getattr(restorer, "detector", None) if model is None else model.detector
-    if detector is None:
+    if not restorer.has_detector:
         return estimate_sigma(y)
     return torch.tensor([restorer.explain(y[i : i + 1])["sigma"] / 255 for i in range(y.shape[0])])
 
