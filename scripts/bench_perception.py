@@ -107,15 +107,15 @@ def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]
 
 
 def _add(acc: dict, task: Task, key: tuple[str, str, int], out: torch.Tensor, x: torch.Tensor, seconds: float):
-    """Accumulate one restoration's scores and Inception features under acc[name]; key = (name, family, NFE)."""
+    """Accumulate one restoration's scores and Inception features under acc[name]; key = (name, family, NFE)
+    (the clean images' features are computed once per image, in `run`)."""
     name, family, nfe = key
-    a = acc.setdefault(name, {"family": family, "nfe": nfe, "n": 0, "seconds": 0.0, "feats": [], "ref": []})
+    a = acc.setdefault(name, {"family": family, "nfe": nfe, "n": 0, "seconds": 0.0, "feats": []})
     a["n"] += 1
     a["seconds"] += seconds
     for metric, value in scores(out, x, task).items():
         a[metric] = a.get(metric, 0.0) + value
     a["feats"].append(perceptual.inception_features(out.clamp(0, 1)))
-    a["ref"].append(perceptual.inception_features(x))
 
 
 def reused_rows(path: Path, images: int) -> dict[tuple[str, str], dict]:
@@ -137,8 +137,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     for task in TASKS:
         spec = task.spec.replace(str(ROOT) + "/", "")
         acc: dict[str, dict] = {}
+        ref = []  # Inception features of the clean images: every method restores every image of the row
         order = ["degraded input", task.baseline_name]
         for image, x, y, info in observations(task, args.data, 0, args.limit):
+            ref.append(perceptual.inception_features(x))
             if (spec, "degraded input") not in reuse:
                 _add(acc, task, ("degraded input", "input", 0), y, x, 0.0)
             if (spec, task.baseline_name) not in reuse:
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 rows.append(reuse[(spec, name)])
                 continue
             a = acc[name]
-            fk = perceptual.fid_kid_from_features(np.concatenate(a["feats"]), np.concatenate(a["ref"]))
+            fk = perceptual.fid_kid_from_features(np.concatenate(a["feats"]), np.concatenate(ref))
             row = {"spec": spec, "method": name, "family": a["family"], "nfe": a["nfe"], "images": a["n"]}
             row.update({k: a[k] / a["n"] for k in ("psnr", "ssim", "lpips", "seconds")})
             row.update({"fid": fk["fid"], "kid": fk["kid"]})
