@@ -3,16 +3,17 @@
     python scripts/bench_speed.py [--sizes 256 512 1024 2048] [--repeats 3] [--weights W] [--out docs/speed.md] [--all]
 
 Every method restores the same noisy square color image per size (the first CBSD68 image mirrored
-to size, AWGN sigma 25, seed 0): sirestore at 1, 2 and 4 Euler steps in torch, the 1-step
-onnxruntime exports (fp32 and int8, exported to a temporary folder), OpenCV
-fastNlMeansDenoisingColored(h=10, hColor=10, 7, 21), BM3D when the optional `bm3d` package is
-importable, a DnCNN-sized network (17 plain 3x3 convolutions of 64 channels with ReLU, batch norm
-folded away) and DDIM-50 on our backbone (50 evaluations of a noise -> clean FlowModel of the
-shipped widths). The last two have random weights: their speed does not depend on the weights.
-Methods alternate within each repeat after a warm-up, and the table gives the median time; the
-ratios are against OpenCV NLM and the DnCNN-sized network measured in the same run. Without --all,
-the slow baselines (DDIM-50, BM3D) run at 256 and 512 px only. Writes --out (markdown with the
-conditions) and a PNG plot beside it.
+to size, AWGN sigma 25, seed 0): sirestore at 1, 2 and 4 Euler steps in torch, float32 and (on a
+CPU with native bfloat16) bfloat16 autocast, the 1-step onnxruntime exports (fp32 and int8,
+exported to a temporary folder), OpenCV fastNlMeansDenoisingColored(h=10, hColor=10, 7, 21), BM3D
+when the optional `bm3d` package is importable, a DnCNN-sized network (17 plain 3x3 convolutions of
+64 channels with ReLU, batch norm folded away) and DDIM-50 on our backbone (50 evaluations of a
+noise -> clean FlowModel of the shipped widths), each in float32 and, beside the bfloat16 rows, in
+bfloat16. The last two have random weights: their speed does not depend on the weights. Methods
+alternate within each repeat after a warm-up, and the table gives the median time; the ratios are
+against OpenCV NLM and the DnCNN-sized network in the same precision, measured in the same run.
+Without --all, the slow baselines (DDIM-50, BM3D) run at 256 and 512 px only. Writes --out
+(markdown with the conditions) and a PNG plot beside it.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ from plot_pil import line_plot  # noqa: E402
 from sirestore.checkpoint import load_weights, sha256  # noqa: E402
 from sirestore.data import list_images, load_uint8  # noqa: E402
 from sirestore.model import FlowModel, ModelConfig  # noqa: E402
+from sirestore.precision import autocast, native_bf16  # noqa: E402
 from sirestore.restore import Restorer, default_weights  # noqa: E402
 from sirestore.sampler import euler_step, sample  # noqa: E402
 
 NLM = "OpenCV NLM"
 DNCNN = "DnCNN-sized (random weights)"
-SLOW = {"DDIM-50 on our backbone (random weights)", "BM3D"}
+DDIM = "DDIM-50 on our backbone (random weights)"
+BF16 = ", bf16"  # in the names of the bfloat16 rows
+SLOW = {DDIM, DDIM + BF16, "BM3D"}
 SLOW_MAX = 512
 
 
@@ -88,18 +92,30 @@ def _bm3d(image: np.ndarray) -> Callable[[], object]:
     return lambda: bm3d.bm3d_rgb(x, 25 / 255)
 
 
-def _tensor_call(fn: Callable[[torch.Tensor], object], image: np.ndarray) -> Callable[[], object]:
+def _tensor_call(fn: Callable[[torch.Tensor], object], image: np.ndarray, precision: str) -> Callable[[], object]:
     x = to_input(image)
-    return lambda: fn(x)
+
+    def call() -> object:
+        with autocast(precision, x.device):
+            return fn(x)
+
+    return call
+
+
+def precisions() -> list[str]:
+    """fp32, and bf16 where the CPU computes it natively (emulated bfloat16 is slower: not worth a row)."""
+    return ["fp32", "bf16"] if native_bf16() else ["fp32"]
 
 
 def methods(args: argparse.Namespace, tmp: Path) -> dict[str, Callable[[np.ndarray], Callable[[], object]]]:
     """name -> (image -> a call that restores it)."""
     model = load_weights(args.weights)
     table: dict[str, Callable[[np.ndarray], Callable[[], object]]] = {}
-    for steps in (1, 2, 4):
-        restorer = Restorer(model=model, steps=steps)
-        table[f"sirestore {steps} step{'s' * (steps > 1)} (torch)"] = lambda im, r=restorer: lambda: r(im)
+    for precision in precisions():
+        for steps in (1, 2, 4):
+            restorer = Restorer(model=model, steps=steps, precision=precision)
+            name = f"sirestore {steps} step{'s' * (steps > 1)} (torch {precision})"
+            table[name] = lambda im, r=restorer: lambda: r(im)
     try:
         from sirestore.export import export_onnx
         from sirestore.ort import OrtRestorer
@@ -115,13 +131,17 @@ def methods(args: argparse.Namespace, tmp: Path) -> dict[str, Callable[[np.ndarr
     if importlib.util.find_spec("bm3d") is not None:
         table["BM3D"] = _bm3d
     net = dncnn_sized()
-    table[DNCNN] = lambda im: _tensor_call(net, im)
     cfg = ModelConfig.from_dict(model.cfg.to_dict())
     cfg.source_is_noise, cfg.noise, cfg.net.residual = True, 0.0, False
     ddim = FlowModel(cfg).eval().to(memory_format=torch.channels_last)
-    table["DDIM-50 on our backbone (random weights)"] = lambda im: _tensor_call(
-        lambda x: sample(ddim, x, steps=50, step=euler_step, gen=torch.Generator().manual_seed(0)), im
-    )
+
+    def ddim50(x: torch.Tensor) -> torch.Tensor:
+        return sample(ddim, x, steps=50, step=euler_step, gen=torch.Generator().manual_seed(0))
+
+    for precision in precisions():
+        tag = BF16 if precision == "bf16" else ""
+        table[DNCNN + tag] = lambda im, p=precision: _tensor_call(net, im, p)
+        table[DDIM + tag] = lambda im, p=precision: _tensor_call(ddim50, im, p)
     return table
 
 
@@ -152,7 +172,8 @@ def measure(args: argparse.Namespace, table: dict) -> dict[tuple[str, int], floa
 
 def markdown_table(results: dict[tuple[str, int], float | None], names: list[str], sizes: list[int]) -> str:
     """The results as a markdown table, sizes within each method."""
-    rows = ["| method | size (px) | s / image | MP/s | vs OpenCV NLM | vs DnCNN-sized |", "|---|---|---|---|---|---|"]
+    head = "| method | size (px) | s / image | MP/s | vs OpenCV NLM | vs DnCNN-sized (same precision) |"
+    rows = [head, "|---|---|---|---|---|---|"]
     for name in names:
         for size in sizes:
             sec = results.get((name, size))
@@ -160,7 +181,7 @@ def markdown_table(results: dict[tuple[str, int], float | None], names: list[str
                 rows.append(f"| {name} | {size} | skipped (slow; --all runs it) | | | |")
                 continue
             ratios = []
-            for base in (NLM, DNCNN):
+            for base in (NLM, DNCNN + BF16 if "bf16" in name else DNCNN):
                 b = results.get((base, size))
                 ratios.append(f"{b / sec:.2f}x" if b else "-")
             rows.append(f"| {name} | {size} | {sec:.3f} | {size * size / 1e6 / sec:.3f} | {ratios[0]} | {ratios[1]} |")
@@ -185,7 +206,8 @@ def conditions(args: argparse.Namespace, load: float) -> str:
     return "\n".join(
         [
             f"- CPU: {cpu}; {os.cpu_count()} logical cores; torch threads {torch.get_num_threads()}; "
-            f"load average {load:.2f} when the run began",
+            f"load average {load:.2f} when the run began; native bfloat16 (AVX512-BF16 or AMX): "
+            f"{'yes' if native_bf16() else 'no'}",
             f"- {', '.join(versions)}",
             f"- {datetime.datetime.now():%Y-%m-%d %H:%M}; median of {args.repeats} repeats after a warm-up; "
             f"weights {Path(args.weights).name} ({sha256(args.weights)[:12]})",
@@ -224,8 +246,9 @@ def main() -> None:
         "Square color images (the first CBSD68 image mirrored to size, AWGN sigma 25); one image per call. "
         "DnCNN-sized: 17 plain 3x3 convolutions of 64 channels with ReLU (batch norm folded away). DDIM-50: 50 "
         "evaluations of our network set up as noise -> clean (same widths). Both have random weights, timing "
-        "only: their speed does not depend on the weights. Ratios are throughput relative to the baseline at the "
-        "same size, measured in the same run.\n",
+        "only: their speed does not depend on the weights. bf16 rows run the networks under bfloat16 autocast "
+        "(`--precision bf16`, the default on a CPU with native bfloat16). Ratios are throughput relative to the "
+        "baseline at the same size (DnCNN-sized in the row's precision), measured in the same run.\n",
         text + "\n",
         f"![MP/s vs image size]({plot.name})\n",
     ]

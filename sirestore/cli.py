@@ -69,6 +69,8 @@ def _ort_restorer(args: argparse.Namespace):
         raise UsageError("--backend ort runs on the CPU; leave out --device")
     if args.max_memory is not None:
         raise UsageError("--max-memory needs the torch backend; use --tile with --backend ort")
+    if args.precision not in (None, "auto", "fp32"):
+        raise UsageError("--precision bf16 needs the torch backend (onnxruntime runs the exported float32 graph)")
     try:
         restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads, task=args.task)
     except ValueError as err:
@@ -108,6 +110,7 @@ def _restorer(args: argparse.Namespace):
             max_memory=max_memory,
             task=args.task,
             noise_scale=args.noise_scale,
+            precision=args.precision or "auto",
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -221,6 +224,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         {
             "steps": restorer.steps,
             "sampler": restorer.sampler,
+            "precision": restorer.precision,
             "seed": args.seed,
             "weights": str(restorer.weights),
             "tile": args.tile,
@@ -292,7 +296,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     max_memory = _max_memory(args.max_memory)
     try:  # steps are set per job
-        restorer = Restorer(weights=_check_weights(args), tile=args.tile, max_memory=max_memory)
+        restorer = Restorer(
+            weights=_check_weights(args), tile=args.tile, max_memory=max_memory, precision=args.precision or "auto"
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
     serve(restorer, args.host, args.port, args.max_pixels, int(args.max_upload_mb * 1e6))

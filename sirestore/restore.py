@@ -15,6 +15,8 @@ from sirestore.checkpoint import load_weights
 from sirestore.degrade.mixture import TASKS
 from sirestore.model import Conditioned, FlowModel
 from sirestore.nn.taskenc import condition, forced
+from sirestore.precision import LowPrecision
+from sirestore.precision import resolve as resolve_precision
 from sirestore.sampler import STEPS, Projection, sample
 from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, restore_tiled, tile_starts
 
@@ -65,7 +67,8 @@ class Restorer:
     tiles from an estimate of the memory needed, only when the whole image does not fit.
     An all-in-one model (with a degradation detector) is conditioned on what it detects in each
     image (once per image, on a grid of tiles: `detector_tiles`), or on `task`
-    (a name of degrade.mixture.TASKS) when given.
+    (a name of degrade.mixture.TASKS) when given. `precision` ("auto", "fp32" or "bf16", see
+    `sirestore.precision`) is the network's arithmetic; the sampler and data consistency stay float32.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Restorer:
         max_memory: int | str | None = None,
         task: str | None = None,
         noise_scale: float = 1.0,
+        precision: str = "auto",
     ) -> None:
         if steps < 1:
             raise ValueError("steps must be >= 1")
@@ -105,6 +109,7 @@ class Restorer:
             raise ValueError("noise_scale must be >= 0")
         self.noise_scale = noise_scale  # multiplies the path noise gamma(t) in the sde sampler
         self.tile, self.overlap = tile, overlap
+        self.precision = resolve_precision(precision, self.device)  # "fp32" or "bf16": the network's arithmetic
 
     def plan(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
         """Tile (th, tw) used for a (B, C, H, W) image, or None when it runs whole."""
@@ -155,6 +160,7 @@ class Restorer:
         gen = torch.Generator().manual_seed(self.seed)
         step = STEPS[self.sampler]
         model = self.model if task is None else Conditioned(self.model, task)
+        model = model if self.precision == "fp32" else LowPrecision(model, self.precision)
         return sample(
             model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise, noise_scale=self.noise_scale
         )

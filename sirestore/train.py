@@ -39,6 +39,7 @@ from sirestore.metrics import psnr
 from sirestore.model import Conditioned, FlowModel, ModelConfig
 from sirestore.nn.taskenc import condition
 from sirestore.path import sample_times
+from sirestore.precision import native_bf16
 from sirestore.sampler import sample
 
 
@@ -220,7 +221,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler, val_images = load_data(cfg)
     degradation = Mixture(cfg.mixture) if cfg.mixture else parse_spec(cfg.degradation)
-    amp = cfg.amp and device.type == "cuda"
+    amp = (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu" and native_bf16())
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
     t_start = time.time() - elapsed
     end = min(cfg.steps, stop_at) if stop_at else cfg.steps

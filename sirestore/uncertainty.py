@@ -10,6 +10,7 @@ shown as a heat map, of what the model does not know.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -167,6 +168,16 @@ def uncertainty_method(restorer: Restorer, known: object | None = None) -> str:
     raise ValueError("an uncertainty map with a known degradation needs a mask (and no plug-and-play) or --sigma alone")
 
 
+def _float32(restorer: Restorer) -> Restorer:
+    """The restorer with its network in float32 (a shallow copy when it runs bfloat16): Tweedie's finite
+    differences, steps of 1/255, would drown in bfloat16 rounding."""
+    if getattr(restorer, "precision", "fp32") == "fp32":
+        return restorer
+    restorer = copy.copy(restorer)
+    restorer.precision = "fp32"
+    return restorer
+
+
 def restore_uncertain(
     restorer: Restorer, y: torch.Tensor, samples: int, seed: int = 0, known: object | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -189,6 +200,7 @@ def restore_uncertain(
             return restore_known(restorer, obs, replace(known, mask=keep), seed)
 
         return (*bootstrap_std(run, y * mask, mask, samples, gen), method)
+    restorer = _float32(restorer)
     if known is None:
         return (*tweedie_std(restorer.restore_tensor, y, noise_level(restorer, y), samples, gen), method)
     sigma = torch.full((y.shape[0],), known.sigma)

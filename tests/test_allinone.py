@@ -40,7 +40,7 @@ def detector_weights(tmp_path):
 def test_condition_is_detected_once_and_forced_by_task():
     model = _detecting()
     y = torch.rand(1, 3, 24, 40)
-    auto = Restorer(model=model)
+    auto = Restorer(model=model, precision="fp32")
     vec = auto.condition(y)
     assert vec.shape == (1, len(TASKS) + 1)
     with torch.no_grad():

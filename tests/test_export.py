@@ -59,7 +59,7 @@ def test_onnx_matches_torch(tmp_path, tiny_model, sampler, steps):
     ort_restorer = OrtRestorer(path, threads=1)
     assert (ort_restorer.steps, ort_restorer.sampler) == (steps, sampler)
     assert ort_restorer.meta["weights_sha256"] == "ab" * 32
-    restorer = Restorer(model=tiny_model, steps=steps, sampler=sampler)
+    restorer = Restorer(model=tiny_model, steps=steps, sampler=sampler, precision="fp32")
     gen = torch.Generator().manual_seed(steps)
     for shape in SHAPES:  # one exported file serves every batch size and image size
         y = torch.rand(shape, generator=gen)
@@ -77,7 +77,7 @@ def test_onnx_matches_torch_other_models(tmp_path, kwargs):
     model = randomize(FlowModel(cfg), seed=1)
     export_onnx(model, tmp_path / "m.onnx", steps=2, sampler="heun")
     y = torch.rand(2, 3, 19, 35, generator=torch.Generator().manual_seed(0))
-    ref = Restorer(model=model, steps=2, sampler="heun").restore_tensor(y)
+    ref = Restorer(model=model, steps=2, sampler="heun", precision="fp32").restore_tensor(y)
     assert (OrtRestorer(tmp_path / "m.onnx", threads=1).restore_tensor(y) - ref).abs().max() < 1e-4
 
 
@@ -88,7 +88,7 @@ def test_int8_runs_and_is_close(tmp_path, tiny_model):
     assert "ConvInteger" in ops and OrtRestorer(path).meta["int8"] == "1"
     y = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
     out = OrtRestorer(path, threads=1).restore_tensor(y)
-    diff = (out - Restorer(model=tiny_model).restore_tensor(y)).abs()
+    diff = (out - Restorer(model=tiny_model, precision="fp32").restore_tensor(y)).abs()
     assert torch.isfinite(out).all() and diff.mean() < 0.02 and diff.max() < 0.2
 
 
@@ -109,7 +109,12 @@ def test_cli_export_and_ort_backend_match_torch(tmp_path, io_dir, tiny_weights, 
     assert meta["weights_sha256"] == sha256(tiny_weights) and meta["steps"] == "1" and meta["sampler"] == "euler"
     for extra in ([], ["--tile", "80"]):
         torch_out, ort_out = tmp_path / f"torch{len(extra)}", tmp_path / f"ort{len(extra)}"
-        assert run(["restore", io_dir, "-o", torch_out, "--weights", tiny_weights, *extra], capsys)[0] == 0
+        assert (
+            run(["restore", io_dir, "-o", torch_out, "--weights", tiny_weights, "--precision", "fp32", *extra], capsys)[
+                0
+            ]
+            == 0
+        )
         assert run(["restore", io_dir, "-o", ort_out, "--backend", "ort", "--onnx", model, *extra], capsys)[0] == 0
         for name in ("color.png", "gray.png", "alpha.png", "gray16.png", "big.png"):
             with Image.open(torch_out / name) as a, Image.open(ort_out / name) as b, Image.open(io_dir / name) as src:

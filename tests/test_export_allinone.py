@@ -39,7 +39,7 @@ def test_allinone_onnx_matches_torch_per_image(tmp_path, steps):
     ort = OrtRestorer(tmp_path / "m.onnx", threads=1)
     gen = torch.Generator().manual_seed(0)
     y = torch.cat([torch.rand(1, 3, 21, 30, generator=gen), 0.2 * torch.rand(1, 3, 21, 30, generator=gen)])
-    torch_out = Restorer(model=model, steps=steps).restore_tensor(y)
+    torch_out = Restorer(model=model, steps=steps, precision="fp32").restore_tensor(y)
     assert (ort.restore_tensor(y) - torch_out).abs().max() < 1e-4  # two images, two conditioning vectors
     vec_a, vec_b = (Restorer(model=model).condition(y[i : i + 1]) for i in range(2))
     assert (vec_a - vec_b).abs().max() > 1e-3  # they do differ
@@ -51,7 +51,7 @@ def test_allinone_onnx_tiles_and_forced_task(tmp_path):
     export_onnx(model, tmp_path / "m.onnx")
     y = torch.rand(1, 3, 56, 70, generator=torch.Generator().manual_seed(1))
     for kwargs in ({"tile": 32, "overlap": 8}, {"task": "rain"}):
-        ref = Restorer(model=model, **kwargs).restore_tensor(y)
+        ref = Restorer(model=model, precision="fp32", **kwargs).restore_tensor(y)
         out = OrtRestorer(tmp_path / "m.onnx", threads=1, **kwargs).restore_tensor(y)
         assert (out - ref).abs().max() < 1e-4, kwargs
     with pytest.raises(ValueError, match="unknown task"):
@@ -68,7 +68,23 @@ def test_cli_allinone_export_explain_and_task_with_ort(tmp_path, capsys):
     assert main(["restore", str(src), "-o", str(tmp_path / "a.png"), "--explain", *ort]) == 0
     assert "noise level" in capsys.readouterr().out
     assert main(["restore", str(src), "-o", str(tmp_path / "b.png"), "--task", "rain", *ort]) == 0
-    assert main(["restore", str(src), "-o", str(tmp_path / "c.png"), "--task", "rain", "--weights", str(weights)]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                str(src),
+                "-o",
+                str(tmp_path / "c.png"),
+                "--task",
+                "rain",
+                "--weights",
+                str(weights),
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
     a = np.asarray(Image.open(tmp_path / "b.png"), dtype=int)
     b = np.asarray(Image.open(tmp_path / "c.png"), dtype=int)
     assert np.abs(a - b).max() <= 1  # onnxruntime and torch agree to rounding

@@ -36,7 +36,7 @@ def _png(array: np.ndarray, mode: str | None = None) -> bytes:
 
 def _expected(weights: Path, image: Image.Image, steps: int) -> np.ndarray:
     """What the Python API gives for the same model and steps."""
-    return np.asarray(Restorer(weights=weights, steps=steps)(image)).astype(np.float64)
+    return np.asarray(Restorer(weights=weights, steps=steps, precision="fp32")(image)).astype(np.float64)
 
 
 def _close(got: Image.Image, want: np.ndarray, scale: float) -> None:
@@ -60,6 +60,7 @@ def test_page_restore_compare_download(tmp_path, tiny_weights):
     (tmp_path / "notes.png").write_text("not an image")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "sirestore.cli", "serve", "--weights", str(tiny_weights), "--port", "0"]
+    cmd += ["--precision", "fp32"]  # the page's restorations are compared with float32 ones
     server = subprocess.Popen(
         [*cmd, "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -153,7 +154,7 @@ class Api:
 
 @pytest.fixture
 def api(tiny_weights):
-    yield from _serving(Restorer(weights=tiny_weights))
+    yield from _serving(Restorer(weights=tiny_weights, precision="fp32"))
 
 
 def _serving(restorer: Restorer):
@@ -231,7 +232,7 @@ def test_api_job_progress_result_and_bounded_memory(api, tiny_weights):
     assert code == 200 and headers["content-disposition"] == 'attachment; filename="deep_restored.png"'
     with Image.open(io.BytesIO(data)) as got:  # 16-bit gray stays 16-bit gray
         assert (got.mode, got.size) == ("I;16", (40, 24))
-        _close(got, np.asarray(Restorer(weights=tiny_weights, steps=2)(pixels), np.float64), 65535)
+        _close(got, np.asarray(Restorer(weights=tiny_weights, steps=2, precision="fp32")(pixels), np.float64), 65535)
     assert api.request("GET", f"/api/jobs/{job['id']}/input.png")[1]["content-type"] == "image/png"
     for _ in range(3):  # keep=2: older finished jobs are dropped
         _wait(api, _submit(api, _png(np.zeros((8, 8, 3), np.uint8)))[1]["id"])

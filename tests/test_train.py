@@ -211,3 +211,14 @@ def test_a_denoiser_grows_into_a_detector_model(tmp_path):
     x = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
         assert torch.allclose(grown.eval()(x, torch.zeros(1), x), small(x, torch.zeros(1), x), atol=1e-6)
+
+
+def test_cpu_amp_trains_under_bfloat16_autocast(tmp_path, monkeypatch):
+    monkeypatch.setattr("sirestore.train.native_bf16", lambda: True)  # emulated where the CPU lacks it
+    fp32 = _state(train(_cfg(tmp_path, "fp32", steps=2), progress=False))
+    bf16 = _state(train(_cfg(tmp_path, "bf16", steps=2, cpu_amp=True), progress=False))
+    assert all(v.dtype == torch.float32 for v in bf16.values())  # float32 weights, bfloat16 arithmetic
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)
+    monkeypatch.setattr("sirestore.train.native_bf16", lambda: False)  # other CPUs keep float32
+    again = _state(train(_cfg(tmp_path, "other", steps=2, cpu_amp=True), progress=False))
+    assert all(torch.equal(fp32[k], again[k]) for k in fp32)

@@ -157,9 +157,11 @@ def test_restore_uncertain_picks_the_method(stochastic_model, tiny_weights):
     from sirestore.known import Known
 
     y = torch.rand(1, 3, 16, 24)
-    det = Restorer(weights=tiny_weights)
+    det = Restorer(weights=tiny_weights, precision="bf16")
     out, std, method = restore_uncertain(det, y, 2)
-    assert method == "tweedie" and std.shape == (1, 1, 16, 24) and torch.equal(out, det.restore_tensor(y))
+    fp32 = Restorer(weights=tiny_weights, precision="fp32").restore_tensor(y)  # tweedie runs in float32
+    assert method == "tweedie" and std.shape == (1, 1, 16, 24) and torch.equal(out, fp32)
+    assert det.precision == "bf16"  # the caller's restorer is left as it was
     sto = Restorer(model=stochastic_model, steps=2, sampler="sde")
     assert restore_uncertain(sto, y, 2)[2] == "samples"
     mask = torch.ones(16, 24)
