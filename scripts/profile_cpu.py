@@ -1,6 +1,6 @@
 """Profile one network evaluation of the shipped model on the CPU (torch.profiler): top operators by self CPU time.
 
-    python scripts/profile_cpu.py [--weights W] [--size 512] [--repeats 3] [--rows 15]
+    python scripts/profile_cpu.py [--weights W] [--size 512] [--repeats 3] [--rows 15] [--precision auto]
 
 The input is a (1, 3, size, size) noisy image in channels-last memory, as `Restorer` feeds it;
 the time is the median of --repeats timed runs after a warm-up, then one profiled run.
@@ -20,6 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sirestore.precision import PRECISIONS  # noqa: E402
 from sirestore.restore import Restorer, default_weights  # noqa: E402
 
 
@@ -30,8 +31,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rows", type=int, default=15)
+    p.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="the network's arithmetic (see --help of restore)"
+    )
     args = p.parse_args()
-    restorer = Restorer(weights=args.weights)
+    restorer = Restorer(weights=args.weights, precision=args.precision)
     gen = torch.Generator().manual_seed(0)
     y = (torch.rand(1, 3, args.size, args.size, generator=gen) + 0.1 * torch.randn(1, 3, args.size, args.size)).clamp(
         0, 1
@@ -43,7 +47,8 @@ def main() -> None:
         start = time.perf_counter()
         restorer.restore_tensor(y)
         times.append(time.perf_counter() - start)
-    print(f"{args.size}x{args.size}, {torch.get_num_threads()} threads: median {statistics.median(times):.3f} s")
+    median = statistics.median(times)
+    print(f"{args.size}x{args.size}, {restorer.precision}, {torch.get_num_threads()} threads: median {median:.3f} s")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         restorer.restore_tensor(y)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
