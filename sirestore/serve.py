@@ -55,7 +55,7 @@ from sirestore.serve_limits import (
     read_body,
 )
 from sirestore.tasks import TASKS as MODEL_TASKS
-from sirestore.uncertainty import heat_map, restore_uncertain
+from sirestore.uncertainty import heat_map, restorations, restore_uncertain
 
 UNCERTAINTY_SAMPLES = 8  # restorations behind the page's uncertainty map
 
@@ -202,10 +202,9 @@ class Service:
 
     def _uncertain(self, job: Job) -> np.ndarray:
         """The restoration of job's image (H x W x C float) with its uncertainty map, stored in job.heat."""
-        samples = UNCERTAINTY_SAMPLES
-        job.total *= samples + (0 if self.restorer.stochastic else 1)
+        job.total *= restorations(self.restorer, UNCERTAINTY_SAMPLES)
         y = torch.from_numpy(np.ascontiguousarray(job.image, dtype=np.float32)).permute(2, 0, 1)[None]
-        out, std, _ = restore_uncertain(self.restorer, y, samples, self.restorer.seed)
+        out, std, _ = restore_uncertain(self.restorer, y, UNCERTAINTY_SAMPLES, self.restorer.seed)
         job.heat = _png(heat_map(std[0, 0].numpy()), None)
         return out[0].clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
 

@@ -168,6 +168,12 @@ def uncertainty_method(restorer: Restorer, known: object | None = None) -> str:
     raise ValueError("an uncertainty map with a known degradation needs a mask (and no plug-and-play) or --sigma alone")
 
 
+def restorations(restorer: Restorer, samples: int, known: object | None = None) -> int:
+    """How many restorations `restore_uncertain` runs: `samples`, plus the plain one that tweedie and bootstrap
+    return as the output."""
+    return samples + (uncertainty_method(restorer, known) != "samples")
+
+
 def _float32(restorer: Restorer) -> Restorer:
     """The restorer with its network in float32 (a shallow copy when it runs bfloat16): Tweedie's finite
     differences, steps of 1/255, would drown in bfloat16 rounding."""

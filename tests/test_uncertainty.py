@@ -15,6 +15,7 @@ from sirestore.uncertainty import (
     estimate_sigma,
     heat_map,
     ranks,
+    restorations,
     restore_uncertain,
     spearman,
     tweedie_std,
@@ -189,3 +190,13 @@ def test_cli_uncertainty_of_a_deterministic_model(tmp_path, tiny_weights):
     level = np.asarray(Image.open(heat)).astype(int).sum(-1)
     assert level[mask == 255].max() == level.min() and level[mask == 0].max() > level.min()
     assert main([*argv, "--overwrite", "--scale", "2", "--uncertainty", str(heat)]) == 2  # mask or sigma only
+
+
+def test_restorations_counts_what_restore_uncertain_runs(stochastic_model, tiny_weights):
+    y = torch.rand(1, 3, 16, 24)
+    for restorer in (Restorer(weights=tiny_weights), Restorer(model=stochastic_model, steps=2, sampler="sde")):
+        calls = []
+        original = restorer.restore_tensor
+        restorer.restore_tensor = lambda v, *a, f=original, n=calls: n.append(1) or f(v, *a)
+        restore_uncertain(restorer, y, 3)
+        assert len(calls) == restorations(restorer, 3) == (4 if restorer.model.cfg.noise == 0 else 3)
