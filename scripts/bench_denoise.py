@@ -1,10 +1,12 @@
 """Denoising benchmark of the shipped (or given) weights, through `sirestore eval`.
 
-    python scripts/bench_denoise.py [--weights W] [--steps 1 4] [--data ../shared/data] [--out docs/denoise.md]
+    python scripts/bench_denoise.py [--weights W] [--steps 1 4] [--precision fp32] [--data ../shared/data]
+                                    [--out docs/denoise.md]
 
 Runs CBSD68 (color) and BSD68, Set12 (gray) at sigma 15/25/50, seed 0 (image k uses seed k),
 AWGN not clipped, PSNR/SSIM on uint8 as in ../shared/README.md, and writes a markdown table
-beside the published numbers quoted there.
+beside the published numbers quoted there. The network runs in float32 unless --precision says
+otherwise (see `sirestore restore --help`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from sirestore import load_model
 from sirestore.cli import main as cli
 from sirestore.nn.unet import count_parameters
+from sirestore.precision import PRECISIONS
 
 PUBLISHED = {  # ../shared/README.md, RGB / gray PSNR (dB) at sigma 15 / 25 / 50
     "CBSD68": {
@@ -43,7 +46,7 @@ PUBLISHED = {  # ../shared/README.md, RGB / gray PSNR (dB) at sigma 15 / 25 / 50
 SIGMAS = (15, 25, 50)
 
 
-def run(data: Path, weights: str | None, steps: int) -> dict:
+def run(data: Path, weights: str | None, steps: int, precision: str) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in PUBLISHED:
@@ -59,6 +62,8 @@ def run(data: Path, weights: str | None, steps: int) -> dict:
                     "0",
                     "--steps",
                     str(steps),
+                    "--precision",
+                    precision,
                     "--json",
                     str(out),
                 ]
@@ -90,15 +95,18 @@ def main() -> None:
     parser.add_argument("--weights")
     parser.add_argument("--steps", type=int, nargs="+", default=[1], help="sampler steps, one row each")
     parser.add_argument("--out", type=Path, default=Path("docs/denoise.md"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the network's arithmetic")
     args = parser.parse_args()
-    results = {steps: run(args.data, args.weights, steps) for steps in args.steps}
+    results = {steps: run(args.data, args.weights, steps, args.precision) for steps in args.steps}
     params = count_parameters(load_model(args.weights).net)
     steps = " ".join(map(str, args.steps))
     weights = f" --weights {args.weights}" if args.weights else ""
+    weights += f" --precision {args.precision}" if args.precision != "fp32" else ""
     text = (
         f"# Denoising benchmark\n\nProduced by `python scripts/bench_denoise.py --steps {steps}{weights}` "
         f"(each cell is one `sirestore eval --data DATA/SET --degradation awgn:sigma=S --seed 0 --steps "
-        f"N`, Euler sampler), on {platform.processor() or platform.machine()} CPU, torch {torch.__version__}.\n"
+        f"N --precision P`, Euler sampler; network arithmetic {args.precision}), on "
+        f"{platform.processor() or platform.machine()} CPU, torch {torch.__version__}.\n"
         "AWGN not clipped, image k seeded with k, PSNR (dB) on uint8 over all channels, no border; "
         "published rows quoted from ../shared/README.md (same protocol).\n\n" + table(results, params) + "\n"
     )
