@@ -142,7 +142,7 @@ class InvertedResidual(nn.Module):
 
 def _same_rows(emb: torch.Tensor) -> bool:
     """Whether every image of the batch has the same embedding (B, D)."""
-    return bool((emb == emb[:1]).all())
+    return emb.shape[0] == 1 or bool((emb == emb[:1]).all())
 
 
 def time_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
