@@ -142,3 +142,16 @@ def test_strided_convs_equal_unshuffle_then_conv():
     w, b = torch.randn(4, 20, 3, 3, generator=gen), torch.randn(4, generator=gen)
     ref = F.conv2d(F.pixel_unshuffle(x, 2), w, b, padding=1)
     assert torch.allclose(F.conv2d(x, _stem_weight(w), b, stride=2, padding=2), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 16, 16), (2, 6, 7, 9)])
+def test_spatial_mean_matches_mean_in_both_precisions(shape):
+    from sirestore.nn.blocks import spatial_mean
+
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(spatial_mean(x), x.mean((2, 3), keepdim=True), atol=1e-6)
+    xb = x.bfloat16()
+    out = spatial_mean(xb)  # the matrix-product path
+    assert out.shape == (shape[0], shape[1], 1, 1)
+    assert torch.allclose(out.float(), xb.float().mean((2, 3), keepdim=True), atol=2e-2)
+    assert torch.equal(spatial_mean(xb.contiguous()), xb.contiguous().mean((2, 3), keepdim=True))

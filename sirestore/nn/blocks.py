@@ -43,13 +43,23 @@ class ChannelNorm(nn.Module):
             b, c, h, w = x.shape
             v = x.permute(0, 2, 3, 1).reshape(-1, c).float()  # bfloat16 statistics would be coarse and slow
             d = v - v.mean(1, keepdim=True)
-            v = d * torch.rsqrt(d.square().mean(1, keepdim=True) + self.eps)
+            v = d * torch.rsqrt((d * d).mean(1, keepdim=True) + self.eps)
             v = v if weight is None else v * weight + bias
             return v.view(b, h, w, c).permute(0, 3, 1, 2)
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
         h = (x - mean) * torch.rsqrt(var + self.eps)
         return h if weight is None else h * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over height and width: (B, C, H, W) -> (B, C, 1, 1). A bfloat16 channels-last x is summed by a
+    matrix product (float32 accumulation) instead of mean's float32 copy of the whole tensor."""
+    b, c, h, w = x.shape
+    if x.dtype != torch.bfloat16 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return x.mean((2, 3), keepdim=True)
+    ones = torch.ones(b, 1, h * w, dtype=x.dtype, device=x.device)
+    return (torch.bmm(ones, x.permute(0, 2, 3, 1).reshape(b, h * w, c)).float() / (h * w)).view(b, c, 1, 1)
 
 
 class SimpleGate(nn.Module):
@@ -73,7 +83,7 @@ class ChannelAttention(nn.Module):
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """The per-channel scale of x (B, C, H, W): (B, C, 1, 1) in (0, 1)."""
-        return torch.sigmoid(self.excite(F.relu(self.squeeze(x.mean((2, 3), keepdim=True)))))
+        return torch.sigmoid(self.excite(F.relu(self.squeeze(spatial_mean(x)))))
 
 
 class InvertedResidual(nn.Module):
