@@ -1,7 +1,7 @@
 """Few steps vs a thousand on the same backbone: CBSD68 restorations of the interpolant model at 1-16 steps,
-its sharp one-step fine-tune, L1 regression, DDIM-10/20/50 and DDPM-1000 (all the same network, data,
-degradation mixture, optimizer, seed and number of training steps) and a classical baseline, measured in one
-run; writes docs/perception.md (+ .csv and three PNG plots).
+the sharp one-step fine-tunes of it and of the noise -> clean variant, L1 regression, DDIM-10/20/50 and
+DDPM-1000 (all the same network, data, degradation mixture, optimizer, seed and number of training steps) and a
+classical baseline, measured in one run; writes docs/perception.md (+ .csv and three PNG plots).
 
     python scripts/ablate_interpolant.py --steps 2000    # trains the models into runs/ablation (once)
     python scripts/bench_perception.py [--limit 10] [--sharp-steps 500] [--ddpm-all]
@@ -11,9 +11,9 @@ sampled with the sde sampler at 1, 2, 4, 8 and 16 steps (also its "noise -> clea
 in the ablation, with Euler steps), and at 4 steps with the path noise scaled by 0, 0.5
 and 2 (`--noise-scale`, the perception-distortion knob); "L1 regression (t = 0 only)" and "DDPM (noise
 prediction)" are the baselines (SR3-style conditional DDPM, sampled with DDIM and with DDPM's 1000 steps).
-The sharp one-step model is ours fine-tuned for --sharp-steps more steps at t = 0 with the squared error plus
-0.01 LPIPS-alex (the recipe of configs/denoise_sharp.yaml), trained here into runs/ablation/<ours>_sharp when
-missing.
+The sharp one-step models are ours and the noise -> clean variant fine-tuned for --sharp-steps more steps at
+t = 0 with the squared error plus 0.01 LPIPS-alex (the recipe of configs/denoise_sharp.yaml), trained here into
+runs/ablation/<variant>_sharp when missing.
 Rows, on the first --limit CBSD68 images (image k seeded k), blind (no model is told the degradation):
 AWGN sigma 25 and 50 (baseline OpenCV NLM), the committed 40-60 % free-form masks with smoothly filled holes
 (the training mixture's inpainting; baseline OpenCV Telea given the mask) and Levin kernel 3 + AWGN 2.55
@@ -74,12 +74,12 @@ LABELS = {"ours": "ours (stochastic bridge)", "ours, sharp": "ours (stochastic b
 SHARP = {"lpips_weight": 0.01, "t0_prob": 1.0, "lr": 2e-4, "warmup": 100, "seed": 7}  # configs/denoise_sharp.yaml
 
 
-def sharp_model(work: Path, steps: int):
-    """Ours fine-tuned for the sharp one-step mode (trained when its checkpoint is missing)."""
-    cfg = config(OURS, steps, work)
-    cfg = dataclasses.replace(
-        cfg, init_weights=str(work / slug(OURS) / "ema.safetensors"), out_dir=str(work / f"{slug(OURS)}_sharp"), **SHARP
-    )
+def sharp_model(work: Path, steps: int, variant: str = OURS):
+    """An ablation variant (ours by default) fine-tuned for the sharp one-step mode (trained when its checkpoint is
+    missing)."""
+    cfg = config(variant, steps, work)
+    source, out_dir = work / slug(variant) / "ema.safetensors", work / f"{slug(variant)}_sharp"
+    cfg = dataclasses.replace(cfg, init_weights=str(source), out_dir=str(out_dir), **SHARP)
     done = Path(cfg.out_dir) / "ema.safetensors"
     if done.exists() and (Path(cfg.out_dir) / "last.pt").exists():
         log = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
@@ -100,6 +100,8 @@ def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]
         for k in NOISE_SCALES
     ]
     rows.append(("ours, sharp 1 step", "ours, sharp", Restorer(model=sharp_model(work, sharp_steps), sampler="sde"), 1))
+    nc_sharp = sharp_model(work, sharp_steps, NOISE_SOURCE)
+    rows.append((f"{NC_FAMILY}, sharp 1 step", f"{NC_FAMILY}, sharp", Restorer(model=nc_sharp), 1))
     rows.append(("L1 regression", "L1 regression", Restorer(model=l1), 1))
     rows += [(f"DDIM-{n}", "DDIM / DDPM", Restorer(model=ddpm, steps=n, sampler="ddim"), n) for n in (50, 20, 10)]
     rows.append(("DDPM-1000", "DDIM / DDPM", Restorer(model=ddpm, steps=1000, sampler="ddpm"), 1000))
@@ -207,8 +209,8 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
         f"({torch.get_num_threads()} threads), the first {n} CBSD68 images (image k seeded k), blind. "
         "Every model has the shipped network's widths and blocks and was trained with the same data, "
         "degradation mixture, optimizer, seed and 2000 steps (the ablation's short budget, "
-        "[ablation.md](ablation.md)); the sharp one-step model is ours plus "
-        f"{args.sharp_steps} fine-tuning steps with an LPIPS term. *ours* is the stochastic bridge (s = 0.5, "
+        "[ablation.md](ablation.md)); the sharp one-step models are ours and ours, noise -> clean, plus "
+        f"{args.sharp_steps} fine-tuning steps each with an LPIPS term. *ours* is the stochastic bridge (s = 0.5, "
         "x_1 target, sde sampler), the path the all-in-one model uses; *ours, noise -> clean* the ablation's "
         "noise -> clean x_1 variant (Euler), its best on noise. See the script's docstring for the rows."
         + (

@@ -11,6 +11,7 @@ from sirestore.degrade.mixture import TASKS
 from sirestore.nn.taskenc import TaskEncoder, condition, detector_tiles, pool_detection
 from sirestore.nn.unet import UNet, UNetConfig
 from sirestore.path import Interpolant, VPPath
+from sirestore.precision import autocast
 
 
 @dataclass
@@ -112,3 +113,18 @@ class Conditioned(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
         return self.model(x_t, t, y, raw=raw, task=self.task.expand(x_t.shape[0], -1))
+
+
+class LowPrecision(nn.Module):
+    """A flow model (FlowModel or Conditioned) whose network runs under `autocast(precision)` and
+    returns float32: what the samplers get, so their arithmetic stays float32."""
+
+    def __init__(self, model: nn.Module, precision: str) -> None:
+        super().__init__()
+        self.model, self.precision = model, precision
+        self.cfg, self.path = model.cfg, model.path
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        with autocast(self.precision, x_t.device):
+            out = self.model(x_t, t, y, raw=raw)
+        return out.to(x_t.dtype)

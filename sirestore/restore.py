@@ -13,9 +13,8 @@ from PIL import Image
 
 from sirestore.checkpoint import load_weights
 from sirestore.degrade.mixture import TASKS
-from sirestore.model import Conditioned, FlowModel
+from sirestore.model import Conditioned, FlowModel, LowPrecision
 from sirestore.nn.taskenc import condition, forced
-from sirestore.precision import LowPrecision
 from sirestore.precision import resolve as resolve_precision
 from sirestore.sampler import STEPS, Projection, sample
 from sirestore.tiling import axis_weights, check_tile, parse_size, plan_tiles, restore_tiled, tile_starts
@@ -67,8 +66,9 @@ class Restorer:
     tiles from an estimate of the memory needed, only when the whole image does not fit.
     An all-in-one model (with a degradation detector) is conditioned on what it detects in each
     image (once per image, on a grid of tiles: `detector_tiles`), or on `task`
-    (a name of degrade.mixture.TASKS) when given. `precision` ("auto", "fp32" or "bf16", see
-    `sirestore.precision`) is the network's arithmetic; the sampler and data consistency stay float32.
+    (a name of degrade.mixture.TASKS) when given. `precision` ("fp32", "bf16" or "auto", see
+    `sirestore.precision`) is the network's arithmetic: float32 by default, so that results do not depend on
+    the CPU; the command line's default is "auto". The sampler and data consistency stay float32.
     """
 
     def __init__(
@@ -84,7 +84,7 @@ class Restorer:
         max_memory: int | str | None = None,
         task: str | None = None,
         noise_scale: float = 1.0,
-        precision: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         if steps < 1:
             raise ValueError("steps must be >= 1")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sirestore.cli import main
-from sirestore.precision import LowPrecision, native_bf16, resolve
+from sirestore.model import LowPrecision
+from sirestore.precision import native_bf16, resolve
 from sirestore.restore import Restorer
 from sirestore.sampler import sample
 
