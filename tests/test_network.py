@@ -154,4 +154,5 @@ def test_spatial_mean_matches_mean_in_both_precisions(shape):
     out = spatial_mean(xb)  # the matrix-product path
     assert out.shape == (shape[0], shape[1], 1, 1)
     assert torch.allclose(out.float(), xb.float().mean((2, 3), keepdim=True), atol=2e-2)
-    assert torch.equal(spatial_mean(xb.contiguous()), xb.contiguous().mean((2, 3), keepdim=True))
+    expected = xb.contiguous().mean((2, 3), keepdim=True, dtype=torch.float32)
+    assert torch.equal(spatial_mean(xb.contiguous()), expected) and out.dtype == torch.float32

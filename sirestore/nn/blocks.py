@@ -53,11 +53,14 @@ class ChannelNorm(nn.Module):
 
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
-    """Mean over height and width: (B, C, H, W) -> (B, C, 1, 1). A bfloat16 channels-last x is summed by a
-    matrix product (float32 accumulation) instead of mean's float32 copy of the whole tensor."""
+    """Mean over height and width: (B, C, H, W) -> (B, C, 1, 1), float32 for a bfloat16 x. A bfloat16
+    channels-last x is summed by a matrix product (float32 accumulation) instead of mean's float32 copy of
+    the whole tensor."""
     b, c, h, w = x.shape
-    if x.dtype != torch.bfloat16 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+    if x.dtype != torch.bfloat16:
         return x.mean((2, 3), keepdim=True)
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return x.mean((2, 3), keepdim=True, dtype=torch.float32)
     ones = torch.ones(b, 1, h * w, dtype=x.dtype, device=x.device)
     return (torch.bmm(ones, x.permute(0, 2, 3, 1).reshape(b, h * w, c)).float() / (h * w)).view(b, c, 1, 1)
 
@@ -136,18 +139,26 @@ class InvertedResidual(nn.Module):
         passes over memory. The norm's affine and FiLM are folded into the expansion weights,
         beta into the projection, and, for a single image outside tracing, the channel
         attention's scale too (it multiplies the projection's input channels)."""
-        w, b = self.folded_expansion(emb)  # (O, C, 1, 1), (O,)
-        b = b + (w[:, :, 0, 0] * self.norm.bias.view(1, -1)).sum(1)
-        w = w * self.norm.weight.view(1, -1, 1, 1)
+        with float32(x):  # the folding is small: float32 even under autocast
+            w, b = self.folded_expansion(emb)  # (O, C, 1, 1), (O,)
+            b = b + (w[:, :, 0, 0] * self.norm.bias.view(1, -1)).sum(1)
+            w = w * self.norm.weight.view(1, -1, 1, 1)
         h = self.gate(self.dw(F.conv2d(self.norm.standardize(x), w, b)))
-        scale = self.attn.scale(h)  # (B, hidden, 1, 1)
-        beta = self.beta.view(-1, 1, 1, 1)
-        wp, bp = self.project.weight * beta, self.project.bias * beta.view(-1)
-        if h.shape[0] == 1 and not torch.jit.is_tracing():
-            wp = wp * scale.view(1, -1, 1, 1)
-        else:
-            h = h * scale
+        with float32(x):
+            scale = self.attn.scale(h)  # (B, hidden, 1, 1)
+            beta = self.beta.view(-1, 1, 1, 1)
+            wp, bp = self.project.weight * beta, self.project.bias * beta.view(-1)
+            if h.shape[0] == 1 and not torch.jit.is_tracing():
+                wp = wp * scale.view(1, -1, 1, 1)
+            else:
+                h = h * scale.to(h.dtype)
         return x + F.conv2d(h, wp, bp)
+
+
+def float32(x: torch.Tensor) -> torch.autocast:
+    """A context without autocast on x's device: small computations (time embedding, weight folding, attention
+    scales) stay float32 when the network runs under bfloat16 autocast."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def _same_rows(emb: torch.Tensor) -> bool:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sirestore.nn.blocks import Down, InvertedResidual, TimeMLP, Up
+from sirestore.nn.blocks import Down, InvertedResidual, TimeMLP, Up, float32
 
 
 @dataclass
@@ -85,9 +85,10 @@ class UNet(nn.Module):
         pad = (0, (-w0) % m, 0, (-h0) % m)
         if self.cfg.cond_channels and cond is None:
             raise ValueError(f"this network needs a condition with {self.cfg.cond_channels} channels")
-        emb = self.time(t.expand(x_t.shape[0])) if self.time is not None else None
-        if self.task is not None and task is not None:
-            emb = emb + self.task(task.to(emb.dtype))
+        with float32(x_t):  # the time embedding stays float32 under autocast
+            emb = self.time(t.expand(x_t.shape[0])) if self.time is not None else None
+            if self.task is not None and task is not None:
+                emb = emb + self.task(task.to(emb.dtype))
         if cond is x_t and not torch.is_grad_enabled():
             # x_t = y (the first step of a bridge): the stem's two input halves see the same image,
             # so their weights add up and the input is neither concatenated nor read twice
