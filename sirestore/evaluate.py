@@ -248,8 +248,10 @@ def format_table(result: EvalResult) -> str:
     )
     if result.fid is not None:
         lines.append(f"FID {result.fid:.2f}, KID {result.kid:.4f} +- {result.kid_std:.4f} (restored vs clean set)")
+    precision = result.settings.get("precision")
     lines.append(
         f"{result.megapixels:.2f} MP restored in {result.seconds:.2f} s "
-        f"({result.megapixels / max(result.seconds, 1e-9):.2f} MP/s, model loading excluded)"
+        f"({result.megapixels / max(result.seconds, 1e-9):.2f} MP/s, model loading excluded"
+        + (f"; network in {precision})" if precision else ")")
     )
     return "\n".join(lines)

@@ -53,6 +53,7 @@ def test_eval_records_the_precision_and_ort_refuses_bf16(tmp_path, image_dir, ti
     argv = ["eval", "--data", image_dir, "--degradation", "awgn:sigma=25", "--weights", tiny_weights]
     assert main([str(a) for a in [*argv, "--precision", "bf16", "--json", out]]) == 0
     assert json.loads(out.read_text())["settings"]["precision"] == "bf16"
+    assert "network in bf16)" in capsys.readouterr().out
     code = main(
         [
             str(a)
