@@ -69,7 +69,7 @@ def _ort_restorer(args: argparse.Namespace):
         raise UsageError("--backend ort runs on the CPU; leave out --device")
     if args.max_memory is not None:
         raise UsageError("--max-memory needs the torch backend; use --tile with --backend ort")
-    if args.precision not in (None, "auto", "fp32"):
+    if args.precision == "bf16":
         raise UsageError("--precision bf16 needs the torch backend (onnxruntime runs the exported float32 graph)")
     try:
         restorer = OrtRestorer(args.onnx, tile=args.tile, threads=args.threads, task=args.task)
@@ -110,7 +110,7 @@ def _restorer(args: argparse.Namespace):
             max_memory=max_memory,
             task=args.task,
             noise_scale=args.noise_scale,
-            precision=args.precision or "auto",
+            precision=args.precision,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -297,7 +297,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     max_memory = _max_memory(args.max_memory)
     try:  # steps are set per job
         restorer = Restorer(
-            weights=_check_weights(args), tile=args.tile, max_memory=max_memory, precision=args.precision or "auto"
+            weights=_check_weights(args), tile=args.tile, max_memory=max_memory, precision=args.precision
         )
     except ValueError as err:
         raise UsageError(str(err)) from None

@@ -18,6 +18,7 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
+        default="auto",
         help="network arithmetic: bf16 (bfloat16 autocast, 2-3x faster on CPUs with AVX512-BF16 or AMX), fp32, "
         "or auto (default: bf16 where the CPU computes it natively, else fp32)",
     )

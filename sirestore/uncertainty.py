@@ -177,7 +177,7 @@ def restorations(restorer: Restorer, samples: int, known: object | None = None) 
 def _float32(restorer: Restorer) -> Restorer:
     """The restorer with its network in float32 (a shallow copy when it runs bfloat16): Tweedie's finite
     differences, steps of 1/255, would drown in bfloat16 rounding."""
-    if getattr(restorer, "precision", "fp32") == "fp32":
+    if restorer.precision == "fp32":
         return restorer
     restorer = copy.copy(restorer)
     restorer.precision = "fp32"
