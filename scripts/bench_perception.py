@@ -14,6 +14,10 @@ prediction)" are the baselines (SR3-style conditional DDPM, sampled with DDIM an
 The sharp one-step models are ours and the noise -> clean variant fine-tuned for --sharp-steps more steps at
 t = 0 with the squared error plus 0.01 LPIPS-alex (the recipe of configs/denoise_sharp.yaml), trained here into
 runs/ablation/<variant>_sharp when missing.
+Unless --no-shipped, the shipped all-in-one weights (`--weights allinone`, trained far longer than the equal
+budget) at 1 and 4 steps and their sharp fine-tune (`--weights allinone_sharp`, configs/allinone_sharp.yaml) at
+1 step are rows too: the one-step sharp mode on fully trained weights, beside the same fine-tune on the short
+budget.
 Rows, on the first --limit CBSD68 images (image k seeded k), blind (no model is told the degradation):
 AWGN sigma 25 and 50 (baseline OpenCV NLM), the committed 40-60 % free-form masks with smoothly filled holes
 (the training mixture's inpainting; baseline OpenCV Telea given the mask) and Levin kernel 3 + AWGN 2.55
@@ -21,7 +25,7 @@ AWGN sigma 25 and 50 (baseline OpenCV NLM), the committed 40-60 % free-form mask
 evaluations an image). Scores: PSNR and SSIM on uint8 levels, LPIPS-alex, FID and KID between the restored and
 the clean images of the row (Inception pool features of the whole images; with few images FID is biased
 upward: compare rows with each other, not with published FIDs), network evaluations (NFE) and seconds per
-image on this CPU.
+image on this CPU (the median over the images).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ STEPS = (1, 2, 4, 8, 16)  # sampler steps of ours
 NOISE_SCALES = (0.0, 0.5, 2.0)  # the sde sampler's path-noise knob at 4 steps (1 is the "4 steps" row)
 KNOB = "ours, 4 steps, noise scale"  # their family
 NC_FAMILY = "ours, noise -> clean"  # family of the noise -> clean rows
+SHIPPED = "shipped all-in-one"  # family of the rows of the shipped weights (`--weights allinone`, `allinone_sharp`)
 LABELS = {"ours": "ours (stochastic bridge)", "ours, sharp": "ours (stochastic bridge), sharp"}  # plot legends
 SHARP = {"lpips_weight": 0.01, "t0_prob": 1.0, "lr": 2e-4, "warmup": 100, "seed": 7}  # configs/denoise_sharp.yaml
 
@@ -88,7 +93,7 @@ def sharp_model(work: Path, steps: int, variant: str = OURS):
     return train(cfg, resume=(Path(cfg.out_dir) / "last.pt").exists(), progress=False)
 
 
-def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]]:
+def methods(work: Path, sharp_steps: int, shipped: bool = True) -> list[tuple[str, str, Restorer, int]]:
     """(name, family, restorer, network evaluations) of every model row."""
     ours, nc, l1, ddpm = (load_weights(work / slug(n) / "ema.safetensors") for n in (OURS, NOISE_SOURCE, L1, DDPM))
     rows = [(f"ours, {n} step{'s' * (n > 1)}", "ours", Restorer(model=ours, steps=n, sampler="sde"), n) for n in STEPS]
@@ -103,6 +108,11 @@ def methods(work: Path, sharp_steps: int) -> list[tuple[str, str, Restorer, int]
     nc_sharp = sharp_model(work, sharp_steps, NOISE_SOURCE)
     rows.append((f"{NC_FAMILY}, sharp 1 step", f"{NC_FAMILY}, sharp", Restorer(model=nc_sharp), 1))
     rows.append(("L1 regression", "L1 regression", Restorer(model=l1), 1))
+    if shipped:  # the fully trained all-in-one weights and their sharp fine-tune (not the equal budget)
+        rows += [
+            (f"{SHIPPED}, {n} step{'s' * (n > 1)}", SHIPPED, Restorer(weights="allinone", steps=n), n) for n in (1, 4)
+        ]
+        rows.append((f"{SHIPPED}, sharp 1 step", f"{SHIPPED}, sharp", Restorer(weights="allinone_sharp"), 1))
     rows += [(f"DDIM-{n}", "DDIM / DDPM", Restorer(model=ddpm, steps=n, sampler="ddim"), n) for n in (50, 20, 10)]
     rows.append(("DDPM-1000", "DDIM / DDPM", Restorer(model=ddpm, steps=1000, sampler="ddpm"), 1000))
     return rows
@@ -112,9 +122,9 @@ def _add(acc: dict, task: Task, key: tuple[str, str, int], out: torch.Tensor, x:
     """Accumulate one restoration's scores and Inception features under acc[name]; key = (name, family, NFE)
     (the clean images' features are computed once per image, in `run`)."""
     name, family, nfe = key
-    a = acc.setdefault(name, {"family": family, "nfe": nfe, "n": 0, "seconds": 0.0, "feats": []})
+    a = acc.setdefault(name, {"family": family, "nfe": nfe, "n": 0, "times": [], "feats": []})
     a["n"] += 1
-    a["seconds"] += seconds
+    a["times"].append(seconds)
     for metric, value in scores(out, x, task).items():
         a[metric] = a.get(metric, 0.0) + value
     a["feats"].append(perceptual.inception_features(out.clamp(0, 1)))
@@ -133,7 +143,7 @@ def reused_rows(path: Path, images: int) -> dict[tuple[str, str], dict]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    models = methods(args.work, args.sharp_steps)
+    models = methods(args.work, args.sharp_steps, not args.no_shipped)
     reuse = reused_rows(args.out.with_suffix(".csv"), args.limit) if args.reuse else {}
     rows = []
     for task in TASKS:
@@ -166,7 +176,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             a = acc[name]
             fk = perceptual.fid_kid_from_features(np.concatenate(a["feats"]), np.concatenate(ref))
             row = {"spec": spec, "method": name, "family": a["family"], "nfe": a["nfe"], "images": a["n"]}
-            row.update({k: a[k] / a["n"] for k in ("psnr", "ssim", "lpips", "seconds")})
+            row.update({k: a[k] / a["n"] for k in ("psnr", "ssim", "lpips")})
+            row["seconds"] = float(np.median(a["times"]))  # robust to the first call's warm-up and to VM noise
             row.update({"fid": fk["fid"], "kid": fk["kid"]})
             rows.append(row)
     return rows
@@ -201,6 +212,7 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
     figures = plots(rows, args.plot_spec, args.out)
     n = rows[0]["images"]
     command = f"python scripts/bench_perception.py --limit {args.limit} --sharp-steps {args.sharp_steps}"
+    command += " --no-shipped" if args.no_shipped else ""
     lines = [
         "# Few steps vs a thousand, on the same backbone",
         "",
@@ -212,7 +224,14 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
         "[ablation.md](ablation.md)); the sharp one-step models are ours and ours, noise -> clean, plus "
         f"{args.sharp_steps} fine-tuning steps each with an LPIPS term. *ours* is the stochastic bridge (s = 0.5, "
         "x_1 target, sde sampler), the path the all-in-one model uses; *ours, noise -> clean* the ablation's "
-        "noise -> clean x_1 variant (Euler), its best on noise. See the script's docstring for the rows."
+        "noise -> clean x_1 variant (Euler), its best on noise. "
+        + (
+            ""
+            if args.no_shipped
+            else "*shipped all-in-one* is `--weights allinone` (fully trained, far beyond this budget; Euler) and "
+            "its sharp one-step fine-tune `--weights allinone_sharp`. "
+        )
+        + "See the script's docstring for the rows."
         + (
             " Run with `--reuse`: the rows already in the CSV of an earlier run of this command (same images, "
             "models and machine) were kept, the others measured in this run."
@@ -222,7 +241,7 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
         "",
         "PSNR and SSIM on uint8 levels; LPIPS-alex; FID / KID between the restored and clean images of the row "
         f"(whole images, {n} of them: FID is biased upward at this size, compare rows only); NFE = network "
-        "evaluations per image; seconds per image on this CPU.",
+        "evaluations per image; median seconds per image on this CPU.",
         "",
     ]
     for spec in dict.fromkeys(r["spec"] for r in rows):
@@ -243,6 +262,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--limit", type=int, default=10, help="first N CBSD68 images")
     p.add_argument("--sharp-steps", type=int, default=500, help="fine-tuning steps of the sharp one-step model")
+    p.add_argument("--no-shipped", action="store_true", help="leave out the shipped all-in-one rows")
     p.add_argument("--ddpm-all", action="store_true", help="DDPM-1000 on every row (else sigma 25 only)")
     p.add_argument(
         "--reuse",
