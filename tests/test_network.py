@@ -8,7 +8,7 @@ import torch
 from sirestore.checkpoint import WeightsError, load_weights, save_weights
 from sirestore.config import TrainConfig
 from sirestore.model import FlowModel
-from sirestore.nn.blocks import channel_shuffle
+from sirestore.nn.blocks import InvertedResidual, channel_shuffle
 from sirestore.nn.unet import UNet, UNetConfig, count_parameters
 
 from .conftest import randomize, tiny_config
@@ -127,6 +127,35 @@ def test_single_image_inference_matches_training_path(tiny_model, same_tensor):
         ref = tiny_model(x, t, x.clone()).detach()
     with torch.no_grad():
         assert torch.allclose(tiny_model(x, t, y), ref, atol=1e-5)
+
+
+def test_folded_weights_are_reused_only_while_weights_and_time_are_the_same(tiny_model):
+    """Inference keeps each block's folded weights for the next call; a different time, an in-place weight
+    update (an optimizer or EMA step), new weights loaded or new storage must each give fresh ones."""
+    x = torch.rand(1, 3, 16, 24)
+
+    def check(model, t):
+        with torch.enable_grad():
+            ref = model(x, torch.full((1,), t), x).detach()
+        with torch.no_grad():
+            assert torch.allclose(model(x, torch.full((1,), t), x), ref, atol=1e-5)
+
+    with torch.no_grad():
+        tiny_model(x, torch.zeros(1), x)  # fills the caches at t = 0
+    check(tiny_model, 0.5)
+    check(tiny_model, 0.0)
+    blocks = [m for m in tiny_model.modules() if isinstance(m, InvertedResidual)]  # not the time embedding's
+    assert blocks
+    with torch.no_grad():
+        for p in (p for b in blocks for p in b.parameters()):
+            p.mul_(1.1)  # in place, as an optimizer step
+    check(tiny_model, 0.0)
+    other = randomize(FlowModel(tiny_model.cfg))
+    tiny_model.load_state_dict({k: v for k, v in other.state_dict().items() if ".time." not in k}, strict=False)
+    check(tiny_model, 0.0)
+    for p in (p for b in blocks for p in b.parameters()):
+        p.data = p.data * 0.9  # new storage, no in-place version bump
+    check(tiny_model, 0.0)
 
 
 def test_strided_convs_equal_unshuffle_then_conv():
