@@ -113,45 +113,25 @@ def test_resolve_weights_names_shipped_files(tmp_path, monkeypatch):
     assert resolve_weights("default") == Path("default")  # a file here wins over the shipped name
 
 
-def test_shipped_sharp_weights_are_the_default_network_fine_tuned():
-    """`--weights sharp` names the sharp one-step denoiser: the default's architecture (same parameter count,
-    at most 1.0M), different weights, and on a noisy crop of the example photo it still removes the noise
-    (behaviour, not a quality figure: those are in README)."""
+@pytest.mark.parametrize("sharp_name, plain_name", [("sharp", "default"), ("allinone_sharp", "allinone")])
+def test_shipped_sharp_weights_are_their_plain_network_fine_tuned(sharp_name, plain_name):
+    """`--weights sharp` / `allinone_sharp` name the sharp one-step fine-tunes of the denoiser / all-in-one model:
+    the plain model's architecture and detector (or none), the same parameter count (at most 1.0M), different
+    weights, and on a noisy crop of the example photo they still remove the noise (behaviour, not a quality
+    figure: those are in README)."""
     from sirestore.checkpoint import load_weights
     from sirestore.metrics import psnr
     from sirestore.nn.unet import count_parameters
     from sirestore.restore import default_weights, resolve_weights
 
-    path = resolve_weights("sharp")
+    path = resolve_weights(sharp_name)
     assert path.parent == default_weights().parent and path.is_file()
-    sharp, default = load_weights(path), load_weights(default_weights())
-    assert count_parameters(sharp) == count_parameters(default) <= 1_000_000 and sharp.detector is None
-    assert sharp.cfg == default.cfg
+    sharp, plain = load_weights(path), load_weights(resolve_weights(plain_name))
+    assert count_parameters(sharp) == count_parameters(plain) <= 1_000_000
+    assert sharp.cfg == plain.cfg and (sharp.detector is None) == (plain.detector is None)
     photo = np.asarray(Image.open(ROOT / "examples/coffee_noisy.png").convert("RGB"))[:96, :128]
     clean = Restorer().restore_tensor(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None] / 255)
     noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 25 / 255
-    out = Restorer(weights="sharp").restore_tensor(noisy)
+    out = Restorer(weights=sharp_name).restore_tensor(noisy)
     assert psnr(out.clamp(0, 1), clean) > psnr(noisy.clamp(0, 1), clean) + 3
-    assert not torch.allclose(out, Restorer().restore_tensor(noisy), atol=1e-3)
-
-
-def test_shipped_allinone_sharp_weights_are_the_allinone_network_fine_tuned():
-    """`--weights allinone_sharp` names the sharp one-step all-in-one model: the all-in-one's architecture and
-    detector (same parameter count, at most 1.0M), different weights, and it still removes noise from a noisy
-    crop of the example photo (behaviour, not a quality figure: those are in README)."""
-    from sirestore.checkpoint import load_weights
-    from sirestore.metrics import psnr
-    from sirestore.nn.unet import count_parameters
-    from sirestore.restore import default_weights, resolve_weights
-
-    path = resolve_weights("allinone_sharp")
-    assert path.parent == default_weights().parent and path.is_file()
-    sharp, plain = load_weights(path), load_weights(resolve_weights("allinone"))
-    assert count_parameters(sharp) == count_parameters(plain) <= 1_000_000 and sharp.detector is not None
-    assert sharp.cfg == plain.cfg
-    photo = np.asarray(Image.open(ROOT / "examples/coffee_noisy.png").convert("RGB"))[:96, :128]
-    clean = Restorer().restore_tensor(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None] / 255)
-    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 25 / 255
-    out = Restorer(weights="allinone_sharp").restore_tensor(noisy)
-    assert psnr(out.clamp(0, 1), clean) > psnr(noisy.clamp(0, 1), clean) + 3
-    assert not torch.allclose(out, Restorer(weights="allinone").restore_tensor(noisy), atol=1e-3)
+    assert not torch.allclose(out, Restorer(weights=plain_name).restore_tensor(noisy), atol=1e-3)
