@@ -210,7 +210,7 @@ def plots(rows: list[dict], spec: str, out: Path) -> list[str]:
 def write(args: argparse.Namespace, rows: list[dict]) -> None:
     write_csv(args.out.with_suffix(".csv"), rows)
     figures = plots(rows, args.plot_spec, args.out)
-    n = rows[0]["images"]
+    n, threads = rows[0]["images"], torch.get_num_threads()
     command = f"python scripts/bench_perception.py --limit {args.limit} --sharp-steps {args.sharp_steps}"
     command += " --no-shipped" if args.no_shipped else ""
     lines = [
@@ -218,7 +218,7 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
         "",
         f"Produced by `{command}{' --ddpm-all' if args.ddpm_all else ''}{' --reuse' if args.reuse else ''}` after "
         "`python scripts/ablate_interpolant.py --steps 2000`, on a CPU "
-        f"({torch.get_num_threads()} threads), the first {n} CBSD68 images (image k seeded k), blind. "
+        f"({threads} thread{'s' * (threads > 1)}), the first {n} CBSD68 images (image k seeded k), blind. "
         "Every model has the shipped network's widths and blocks and was trained with the same data, "
         "degradation mixture, optimizer, seed and 2000 steps (the ablation's short budget, "
         "[ablation.md](ablation.md)); the sharp one-step models are ours and ours, noise -> clean, plus "
