@@ -10,7 +10,6 @@ restored on a grid extended by the kernel's reach (the sampler starts from y mir
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,9 +172,7 @@ def _told(restorer: Restorer, task: str) -> Restorer:
     harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes); else `restorer` itself."""
     if restorer.task is not None or not restorer.has_detector:
         return restorer
-    told = copy.copy(restorer)
-    told.task = task
-    return told
+    return restorer.replace(task=task)
 
 
 def consistent_in_range(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from functools import partial
 from importlib import resources
@@ -110,6 +111,16 @@ class Restorer:
         self.noise_scale = noise_scale  # multiplies the path noise gamma(t) in the sde sampler
         self.tile, self.overlap = tile, overlap
         self.precision = resolve_precision(precision, self.device)  # "fp32" or "bf16": the network's arithmetic
+
+    def replace(self, **changes: object) -> Restorer:
+        """A shallow copy sharing the network, with some settings changed, e.g. `replace(precision="fp32")`. An
+        unknown name raises AttributeError; the values are not validated again: pass resolved ones."""
+        unknown = [name for name in changes if name not in vars(self)]
+        if unknown:
+            raise AttributeError(f"a Restorer has no setting {unknown[0]!r}")
+        new = copy.copy(self)
+        vars(new).update(changes)
+        return new
 
     def plan(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
         """Tile (th, tw) used for a (B, C, H, W) image, or None when it runs whole."""

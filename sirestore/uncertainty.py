@@ -10,7 +10,6 @@ shown as a heat map, of what the model does not know.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -177,11 +176,7 @@ def restorations(restorer: Restorer, samples: int, known: object | None = None) 
 def _float32(restorer: Restorer) -> Restorer:
     """The restorer with its network in float32 (a shallow copy when it runs bfloat16): Tweedie's finite
     differences, steps of 1/255, would drown in bfloat16 rounding."""
-    if restorer.precision == "fp32":
-        return restorer
-    restorer = copy.copy(restorer)
-    restorer.precision = "fp32"
-    return restorer
+    return restorer if restorer.precision == "fp32" else restorer.replace(precision="fp32")
 
 
 def restore_uncertain(

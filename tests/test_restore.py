@@ -135,3 +135,11 @@ def test_shipped_sharp_weights_are_their_plain_network_fine_tuned(sharp_name, pl
     out = Restorer(weights=sharp_name).restore_tensor(noisy)
     assert psnr(out.clamp(0, 1), clean) > psnr(noisy.clamp(0, 1), clean) + 3
     assert not torch.allclose(out, Restorer(weights=plain_name).restore_tensor(noisy), atol=1e-3)
+
+
+def test_replace_copies_settings_and_shares_the_network(tiny_model):
+    r = Restorer(model=tiny_model, steps=2)
+    other = r.replace(steps=1, seed=3)
+    assert (other.steps, other.seed, r.steps, r.seed) == (1, 3, 2, 0) and other.model is r.model
+    with pytest.raises(AttributeError, match="no setting 'stepz'"):
+        r.replace(stepz=1)
