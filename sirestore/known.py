@@ -129,11 +129,12 @@ def _check_mask(mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int = 0) -> torch.Tensor:
+def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int = 0, tell: bool = True) -> torch.Tensor:
     """Restore y (B, C, H, W), C = 1 or 3, in [0, 1] knowing `known`: (B, C, scale H, scale W), not clamped.
 
     The sampler's settings (steps, sampler, its seed) come from the restorer, `seed` seeds the plug-and-play
-    re-noising; tiling does not apply."""
+    re-noising; tiling does not apply. An all-in-one model left to detect is told the operator's task
+    (`operator_task`) unless `tell` is False."""
     if restorer.tile is not None or restorer.max_memory is not None:
         raise ValueError("known-operator restoration runs on whole images: leave out the tile size / memory limit")
     y = y.to(restorer.device, torch.float32)
@@ -160,17 +161,30 @@ def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int =
         x = run.x
     else:
         dc = proximal(op, y, known.sigma, known.rho)
-        x = (_told(restorer, "inpaint") if known.mask is not None else restorer).restore_tensor(dc(guess), dc)
+        x = (_told(restorer, known) if tell else restorer).restore_tensor(dc(guess), dc)
     if known.sigma == 0:
         x = consistent_in_range(op, y, x)
     return op.crop_x(x) if isinstance(op, CroppedOperator) else x
 
 
-def _told(restorer: Restorer, task: str) -> Restorer:
-    """`restorer` conditioned on `task` when it is an all-in-one model left to detect: the given operator says
-    what the degradation is (a detector reads a hole-filled image as barely degraded, and the model then
-    harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes); else `restorer` itself."""
-    if restorer.task is not None or not restorer.has_detector:
+def operator_task(known: Known) -> str | None:
+    """The all-in-one task that `known`'s operator names: "inpaint" for a mask, "low_resolution" for a scale,
+    "blur" for a kernel alone; None without an operator."""
+    if known.mask is not None:
+        return "inpaint"
+    if known.scale > 1:
+        return "low_resolution"
+    return "blur" if known.kernel is not None else None
+
+
+def _told(restorer: Restorer, known: Known) -> Restorer:
+    """`restorer` conditioned on the task of `known`'s operator when it is an all-in-one model left to detect:
+    the operator says what the degradation is (a detector reads a hole-filled image as barely degraded, and the
+    model then harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes; on the 8 held-out
+    validation images, `scripts/eval_known_task.py`, a Levin kernel 3 + 2.55 gains 0.06 dB, bicubic x2 and x4
+    nothing); else `restorer` itself."""
+    task = operator_task(known)
+    if task is None or restorer.task is not None or not restorer.has_detector:
         return restorer
     return restorer.replace(task=task)
 

@@ -143,16 +143,18 @@ def test_shipped_allinone_weights():
     assert psnr(restorer.restore_tensor(noisy).clamp(0, 1), clean) > psnr(noisy.clamp(0, 1), clean) + 3
 
 
-def test_a_given_mask_conditions_an_allinone_model_on_inpainting():
-    """With `--mask`, the operator says the degradation: an all-in-one model restores as with `--task inpaint`,
-    not on what its detector reads in the hole-filled image; models without a detector are unchanged."""
+@pytest.mark.parametrize("operator, task", [("mask", "inpaint"), ("kernel", "blur"), ("scale", "low_resolution")])
+def test_a_given_operator_conditions_an_allinone_model_on_its_task(operator, task):
+    """With `--mask`, `--kernel` or `--scale`, the operator says the degradation: an all-in-one model restores as
+    with `--task inpaint / blur / low_resolution`, not on what its detector reads in the initial guess."""
     from sirestore.known import Known, restore_known
 
     model = _detecting()
     y = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(3))
     mask = (torch.rand(32, 48, generator=torch.Generator().manual_seed(4)) > 0.3).float()
-    known = Known(mask=mask)
+    kernel = torch.ones(3, 5) / 15
+    known = {"mask": Known(mask=mask), "kernel": Known(kernel=kernel, sigma=0.01), "scale": Known(scale=2)}[operator]
     auto = restore_known(Restorer(model=model), y, known)
-    told = restore_known(Restorer(model=model, task="inpaint"), y, known)
+    told = restore_known(Restorer(model=model, task=task), y, known)
     other = restore_known(Restorer(model=model, task="noise"), y, known)
     assert torch.equal(auto, told) and not torch.allclose(auto, other)
