@@ -46,10 +46,10 @@ def main() -> None:
     print("| operator | detected | told the operator's task |")
     print("|---|---|---|")
     for name, known in CASES.items():
-        scores = [0.0, 0.0]
+        op, scores = known.operator(), [0.0, 0.0]
         for k, x in enumerate(images):
             x = x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
-            y = known.operator().A(x)
+            y = op.A(x)
             y = y + known.sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(k))
             for i, tell in enumerate((False, True)):
                 out = restore_known(detecting, y, known, tell=tell)
