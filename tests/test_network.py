@@ -54,7 +54,9 @@ def test_grouped_network_runs():
     assert model(x, torch.zeros(1), x).shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["denoise", "denoise_grow", "denoise_sharp", "allinone", "allinone_sharp"])
+@pytest.mark.parametrize(
+    "name", ["denoise", "denoise_grow", "denoise_widen", "denoise_sharp", "allinone", "allinone_sharp"]
+)
 def test_shipped_configs_are_under_one_million_parameters(name):
     from pathlib import Path
 
