@@ -123,5 +123,7 @@ def tasks() -> list[Task]:
         Task("haze", "CBSD68", "haze", lambda y, info: baselines.dark_channel_prior(y), "dark channel prior"),
         Task("low_light", "CBSD68", "low_light:sigma=5", lambda y, info: baselines.clahe(y), "CLAHE"),
         Task("speckle", "CBSD68", "speckle:looks=4", lambda y, info: baselines.lee(y, 4), "Lee filter"),
+        # undamaged photos: a blind model should leave them as they are (PSNR against the photo itself)
+        Task("clean", "CBSD68", "clean", identity, "the photo"),
     ]
     return rows

@@ -2,8 +2,9 @@
 
 TASKS = ("noise", "blur", "jpeg", "inpaint", "rain", "haze", "low_light", "low_resolution", "speckle")
 
-# degradation spec name -> its task
-TASK_OF = {
+# degradation spec name -> its task; None for `clean` (no degradation: no task label)
+TASK_OF: dict[str, str | None] = {
+    "clean": None,
     "awgn": "noise",
     "poisson_gaussian": "noise",
     "gaussian_blur": "blur",

@@ -15,6 +15,7 @@ from sirestore.degrade.noise import standard_gamma
 
 # one spec per registered name, random wherever the degradation can be
 RANDOM_SPECS = {
+    "clean": "clean",
     "awgn": "awgn:sigma=25",
     "poisson_gaussian": "poisson_gaussian:peak_min=5,peak_max=50,sigma=2",
     "speckle": "speckle:looks=4",
@@ -27,7 +28,7 @@ RANDOM_SPECS = {
     "rain": "rain:density=0.02",
     "haze": "haze",
 }
-DETERMINISTIC = {"sr"}  # the same output for every seed
+DETERMINISTIC = {"sr", "clean"}  # the same output for every seed
 
 
 def _image(b: int = 2, c: int = 3, h: int = 32, w: int = 32, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -69,6 +70,7 @@ def test_seeded_reproducible_and_seed_dependent(name):
 @pytest.mark.parametrize(
     ("spec", "atol"),
     [
+        ("clean", 0),
         ("awgn:sigma=0", 0),
         ("poisson_gaussian:peak=1e9,sigma=0", 1e-3),
         ("speckle:looks=1e8", 1e-3),
@@ -238,6 +240,7 @@ def test_random_levels_vary_per_image():
 _f = lambda lo, hi: st.floats(lo, hi, allow_nan=False, allow_infinity=False)  # noqa: E731
 _opt = lambda s: st.one_of(st.none(), s)  # noqa: E731
 ARGS = {
+    "clean": st.fixed_dictionaries({}),
     "awgn": st.fixed_dictionaries({"sigma": _f(0, 50), "clip": st.booleans()}),
     "poisson_gaussian": st.fixed_dictionaries({"peak": _f(0.5, 100), "sigma": _f(0, 20), "peak_max": _opt(_f(1, 100))}),
     "speckle": st.fixed_dictionaries({"looks": _f(0.3, 50)}),

@@ -9,7 +9,16 @@ from sirestore.degrade.mixture import TASK_OF, TASKS, Mixture, noise_level, task
 
 def test_every_degradation_has_a_task():
     assert set(TASK_OF) == set(REGISTRY) - {"compose"}
-    assert set(TASK_OF.values()) == set(TASKS)
+    assert set(TASK_OF.values()) == {*TASKS, None}
+    assert [name for name, task in TASK_OF.items() if task is None] == ["clean"]
+
+
+def test_clean_images_have_no_label_and_no_noise():
+    x = torch.rand(3, 3, 16, 16)
+    batch = Mixture({"clean": 1.0})(x, torch.Generator().manual_seed(0))
+    assert torch.equal(batch.y, x) and torch.equal(batch.labels, torch.zeros(3, len(TASKS)))
+    assert torch.equal(batch.sigma, torch.zeros(3)) and torch.equal(batch.mask, torch.ones(3, 1, 16, 16))
+    assert [p[0]["type"] for p in batch.params] == ["clean"] * 3
 
 
 def test_labels_and_noise_level_of_a_composition():

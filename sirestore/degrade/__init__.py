@@ -5,6 +5,7 @@ Importing the package registers every spec name (see `REGISTRY`); `parse_spec("a
 
 from sirestore.degrade.base import REGISTRY, Compose, Degradation, Params, SpecError, parse_one, parse_spec
 from sirestore.degrade.blur import GaussianBlur, MotionBlur
+from sirestore.degrade.clean import Clean
 from sirestore.degrade.inpaint import Inpaint
 from sirestore.degrade.jpeg import JPEG
 from sirestore.degrade.kernels import bicubic_kernel, gaussian_kernel, levin_kernel, load_kernel, random_motion_kernel
@@ -19,6 +20,7 @@ __all__ = [
     "REGISTRY",
     "SR",
     "BlurOperator",
+    "Clean",
     "Compose",
     "Degradation",
     "DownsampleOperator",

@@ -21,7 +21,9 @@ def task_labels(params: Params) -> torch.Tensor:
     """Multi-hot (len(TASKS),) float label of one image's degradation parameters."""
     label = torch.zeros(len(TASKS))
     for p in params:
-        label[TASKS.index(TASK_OF[p["type"]])] = 1.0
+        task = TASK_OF[p["type"]]
+        if task is not None:
+            label[TASKS.index(task)] = 1.0
     return label
 
 
