@@ -14,6 +14,7 @@ are given the committed mask (benchmarks/masks) and run with exact data consiste
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import time
@@ -213,7 +214,8 @@ def steps_figures(rows: list[dict], steps_run: list[int], out: Path) -> list[str
         for steps in sorted(steps_run):
             rs = [r for r in rows if r["task"] == task and r["method"] == method_name(steps)]
             gain = [r["psnr"] - inputs[(r["data"], r["spec"])]["psnr"] for r in rs]
-            series["psnr"].setdefault(task, []).append((steps, sum(gain) / len(gain)))
+            if all(math.isfinite(g) for g in gain):  # not for clean photos: their input PSNR is infinite
+                series["psnr"].setdefault(task, []).append((steps, sum(gain) / len(gain)))
             if all("lpips" in r for r in rs):
                 series["lpips"].setdefault(task, []).append((steps, sum(r["lpips"] for r in rs) / len(rs)))
     names = []
