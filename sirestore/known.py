@@ -180,9 +180,8 @@ def operator_task(known: Known) -> str | None:
 def _told(restorer: Restorer, known: Known) -> Restorer:
     """`restorer` conditioned on the task of `known`'s operator when it is an all-in-one model left to detect:
     the operator says what the degradation is (a detector reads a hole-filled image as barely degraded, and the
-    model then harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes; on the 8 held-out
-    validation images, `scripts/eval_known_task.py`, a Levin kernel 3 + 2.55 gains 0.06 dB, bicubic x2 and x4
-    nothing); else `restorer` itself."""
+    model then harms the fill: -0.55 dB on the first 8 CBSD68 images with 20-40 % holes; kernels and scales:
+    `scripts/eval_known_task.py`, figures in README); else `restorer` itself."""
     task = operator_task(known)
     if task is None or restorer.task is not None or not restorer.has_detector:
         return restorer

@@ -73,10 +73,13 @@ class SimpleGate(nn.Module):
         return a * b
 
 
+REDUCTION = 8  # channel attention: squeeze units = channels // REDUCTION
+
+
 class ChannelAttention(nn.Module):
     """Light channel attention (squeeze-excite): global pool -> C/r -> C -> sigmoid scale."""
 
-    def __init__(self, channels: int, reduction: int = 8) -> None:
+    def __init__(self, channels: int, reduction: int = REDUCTION) -> None:
         super().__init__()
         self.squeeze = nn.Conv2d(channels, channels // reduction, 1)
         self.excite = nn.Conv2d(channels // reduction, channels, 1)

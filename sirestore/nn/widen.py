@@ -14,6 +14,7 @@ import dataclasses
 
 import torch
 
+from sirestore.nn.blocks import REDUCTION
 from sirestore.nn.unet import UNetConfig
 
 
@@ -25,8 +26,8 @@ def repeat_map(old: int, new: int) -> torch.Tensor:
 
 
 def _split_out(w: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """Rows (dim 0) of w picked by src: a producer of repeated channels."""
-    return w[src].clone()
+    """Rows (dim 0) of w picked by src (a new tensor): a producer of repeated channels."""
+    return w[src]
 
 
 def _split_in(w: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,7 @@ def _block(state: dict, prefix: str, c_src: torch.Tensor, c_old: int, expand: in
     """Widen one InvertedResidual's tensors in `state` in place (channels c_src.numel())."""
     h_old, c_new = c_old * expand, c_src.numel()
     h_src = repeat_map(h_old, c_new * expand)
-    r_src = repeat_map(h_old // 8, c_new * expand // 8)
+    r_src = repeat_map(h_old // REDUCTION, c_new * expand // REDUCTION)
     g = lambda name: state[prefix + name]  # noqa: E731
     s = {}
     s["beta"] = g("beta")[:, c_src]
