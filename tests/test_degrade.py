@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from PIL import Image
 from sirestore.degrade import REGISTRY, Compose, SpecError, levin_kernel, parse_spec
 from sirestore.degrade.kernels import LEVIN_SIZES, gaussian_kernel
 from sirestore.degrade.noise import standard_gamma
+from sirestore.degrade.weather import _streak_layer
 
 # one spec per registered name, random wherever the degradation can be
 RANDOM_SPECS = {
@@ -155,7 +158,12 @@ def test_parse_spec_round_trip():
         "inpaint:ratio=0.95",
         "low_light:gamma=0.5",
         "rain:angle=120",
+        "rain:density_max=2",
+        "rain:length_min=9,length_max=8",
+        "rain:width=-1",
         "haze:airlight=2",
+        "haze:zoom=0.5",
+        "haze:zoom=2,zoom_max=1.5",
         "awgn+",
     ],
 )
@@ -235,6 +243,41 @@ def test_random_levels_vary_per_image():
         assert params[0][key].unique().numel() == 4, spec
 
 
+def test_random_rain_settings_lie_in_their_ranges_and_vary():
+    spec = "rain:density_max=0.02,length_min=5,length_max=9,width_max=1,intensity_min=0.4,intensity_max=0.9"
+    _, params = _run(spec, _image(b=6))
+    p = params[0]
+    assert ((p["density"] >= 0.001) & (p["density"] <= 0.02)).all() and p["density"].unique().numel() == 6
+    assert ((p["length"] >= 5) & (p["length"] <= 9)).all() and (p["length"] == p["length"].round()).all()
+    assert ((p["width"] >= 0) & (p["width"] <= 1)).all() and p["width"].unique().numel() == 6
+    assert ((p["intensity"] >= 0.4) & (p["intensity"] <= 0.9)).all()
+
+
+def test_rain_streak_is_a_line_of_its_length_and_wider_streaks_are_fainter():
+    seeds = torch.zeros(1, 1, 41, 41, dtype=torch.float64)
+    seeds[..., 20, 20] = 0.7
+    thin = _streak_layer(seeds, 11, 0.0, 0.0)[0, 0]  # vertical, 1 pixel wide, the seed's brightness
+    assert thin[16:25, 20].tolist() == pytest.approx([0.7] * 9, abs=0.08)
+    assert thin.sum().item() == pytest.approx(7.7, rel=0.02)
+    assert thin[:, :20].max() < 1e-9 and thin[:, 21:].max() < 1e-9 and thin[:14].max() < 1e-9
+    wide = _streak_layer(seeds, 11, 0.8, 0.0)[0, 0]  # the same energy, spread: a fainter core
+    assert wide.sum().item() == pytest.approx(thin.sum().item(), rel=0.02) and 0 < wide.max() < 0.5 * thin.max()
+    assert wide[:, 19].max() > 0
+
+
+def test_haze_zoom_one_spans_the_whole_depth_range_and_zoom_sees_part_of_it():
+    x = _image(b=4, h=24, w=24)
+    t1 = _run("haze:beta=1", x)[1][0]["transmission"]
+    torch.testing.assert_close(t1.amax(dim=(1, 2, 3)), torch.ones(4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(t1.amin(dim=(1, 2, 3)), torch.full((4,), math.exp(-1)), atol=1e-6, rtol=0)
+    p = _run("haze:beta=1,zoom=3,zoom_max=4", x)[1][0]
+    assert ((p["zoom"] >= 3) & (p["zoom"] <= 4)).all() and p["zoom"].unique().numel() == 4
+    t = p["transmission"]
+    spread = t.amax(dim=(1, 2, 3)) - t.amin(dim=(1, 2, 3))
+    assert (t >= math.exp(-1) - 1e-6).all() and (t <= 1 + 1e-6).all()
+    assert (spread < 1 - math.exp(-1) - 0.05).all()  # a window sees part of the depth range
+
+
 # --- property test: random specs over the whole registry ------------------------------------------------------
 
 _f = lambda lo, hi: st.floats(lo, hi, allow_nan=False, allow_infinity=False)  # noqa: E731
@@ -263,9 +306,18 @@ ARGS = {
     "sr": st.fixed_dictionaries({"scale": st.integers(2, 4)}),
     "low_light": st.fixed_dictionaries({"exposure": _opt(_f(0.05, 1)), "gamma": _f(1, 3), "sigma": _f(0, 10)}),
     "rain": st.fixed_dictionaries(
-        {"density": _f(0, 0.1), "length": st.integers(1, 20), "angle": _opt(_f(-90, 90)), "intensity": _f(0, 1)}
+        {
+            "density": _f(0, 0.1),
+            "length": st.integers(1, 20),
+            "length_max": _opt(st.integers(20, 30)),
+            "width": _f(0, 2),
+            "angle": _opt(_f(-90, 90)),
+            "intensity": _f(0, 1),
+        }
     ),
-    "haze": st.fixed_dictionaries({"beta": _opt(_f(0, 3)), "airlight": _opt(_f(0, 1))}),
+    "haze": st.fixed_dictionaries(
+        {"beta": _opt(_f(0, 3)), "airlight": _opt(_f(0, 1)), "zoom": _f(1, 3), "zoom_max": _opt(_f(3, 5))}
+    ),
 }
 _part = st.sampled_from(sorted(ARGS)).flatmap(lambda name: ARGS[name].map(lambda kw: (name, kw)))
 

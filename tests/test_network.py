@@ -55,7 +55,18 @@ def test_grouped_network_runs():
 
 
 @pytest.mark.parametrize(
-    "name", ["denoise", "denoise_grow", "denoise_widen", "denoise_sharp", "allinone", "allinone_sharp"]
+    "name",
+    [
+        "denoise",
+        "denoise_grow",
+        "denoise_widen",
+        "denoise_sharp",
+        "allinone",
+        "allinone_finetune",
+        "allinone_clean",
+        "allinone_rain",
+        "allinone_sharp",
+    ],
 )
 def test_shipped_configs_are_under_one_million_parameters(name):
     from pathlib import Path
