@@ -107,11 +107,13 @@ class Rain(Degradation):
 
     def _levels(self, b: int, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         """(B,) float64 levels: density, length (whole pixels, each equally likely), width, intensity, angle."""
-        lv = {
-            k: _setting(getattr(self, k), getattr(self, f"{k}_min"), _setting_hi(k, getattr(self, f"{k}_max")), b, gen)
-            for k in _RANDOM
-        }
-        if self.length_max is not None:  # U[min, max + 1) floored: whole lengths
+        lv = {}
+        for k in _RANDOM:
+            hi = getattr(self, f"{k}_max")
+            if k == "length" and hi is not None:
+                hi += 1  # U[min, max + 1), floored below: whole lengths, each equally likely
+            lv[k] = _setting(getattr(self, k), getattr(self, f"{k}_min"), hi, b, gen)
+        if self.length_max is not None:
             lv["length"] = lv["length"].floor().clamp_max(self.length_max)
         lv["angle"] = _level(self.angle, self.angle_min, self.angle_max, b, gen)
         return lv
@@ -142,11 +144,6 @@ def _hi(value: float | None, default: float) -> float:
 def _setting(value: float, lo: float, hi: float | None, b: int, gen: torch.Generator | None) -> torch.Tensor:
     """(B,) float64: `value` everywhere, or U[lo, hi] per image when hi is set."""
     return _level(value if hi is None else None, lo, lo if hi is None else hi, b, gen)
-
-
-def _setting_hi(key: str, hi: float | None) -> float | None:
-    """The upper bound a random setting is drawn below: whole lengths floor U[min, max + 1)."""
-    return hi + 1 if key == "length" and hi is not None else hi
 
 
 def _streak_layer(seeds: torch.Tensor, length: float, width: float, angle: float) -> torch.Tensor:
