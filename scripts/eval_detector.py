@@ -58,11 +58,11 @@ def main() -> None:
     print("| degradation | " + " | ".join(TASKS) + " | noise level |")
     print("|---|" + "---|" * (len(TASKS) + 1))
     for spec in args.specs:
-        rows, labels = [], None
+        rows = []
         for k, x in enumerate(images):
             y, params = parse_spec(spec)(x, torch.Generator().manual_seed(cfg.seed + k))
             rows.append(restorer.condition(y)[0])
-            labels = task_labels(params)
+        labels = task_labels(params)  # the spec's tasks: the same for every image
         mean = torch.stack(rows).mean(0)
         cells = [f"**{v:.2f}**" if labels[i] else f"{v:.2f}" for i, v in enumerate(mean[:-1].tolist())]
         print(f"| `{spec}` | " + " | ".join(cells) + f" | {mean[-1].item() * SIGMA_SCALE:.1f} |", flush=True)

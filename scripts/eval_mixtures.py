@@ -42,8 +42,8 @@ def main() -> None:
     print("| degradation | input | blind | told the first task only | told the second task only |")
     print("|---|---|---|---|---|")
     for spec, (a, b) in MIXTURES:
-        runs = [evaluate_folder(r, args.data, spec, limit=args.limit) for r in (blind, blind.replace(task=a))]
-        runs.append(evaluate_folder(blind.replace(task=b), args.data, spec, limit=args.limit))
+        restorers = (blind, blind.replace(task=a), blind.replace(task=b))
+        runs = [evaluate_folder(r, args.data, spec, limit=args.limit) for r in restorers]
         best = max(r.psnr for r in runs)
         cells = [f"**{r.psnr:.2f}**" if r.psnr == best else f"{r.psnr:.2f}" for r in runs]
         print(f"| `{spec}` | {runs[0].input_psnr:.2f} | {cells[0]} | {a}: {cells[1]} | {b}: {cells[2]} |", flush=True)
