@@ -24,6 +24,8 @@ class TrainConfig:
     # drawn per image (degrade.mixture.Mixture), replacing `degradation`
     val_specs: list[str] = field(default_factory=list)  # more validation degradations, logged as val/<spec>
     task_weight: float = 0.05  # weight of the detector's loss (BCE on the tasks + L1 on sigma / 50)
+    detector_only: bool = False  # train the degradation detector alone, on its loss: the restoration network
+    # is frozen and not run (a new detector for a trained all-in-one model, from init_weights)
     teacher_prob: float = 0.5  # probability that a batch conditions the network on its true degradation
     # vector instead of the detected one (models with a detector)
     val_degradation: str = "awgn:sigma=25"  # degradation of the validation images

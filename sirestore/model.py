@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sirestore.degrade.mixture import TASKS
-from sirestore.nn.taskenc import TaskEncoder, condition, detector_tiles, pool_detection
+from sirestore.nn.taskenc import DETECTORS, condition, detector_tiles, pool_detection
 from sirestore.nn.unet import UNet, UNetConfig
 from sirestore.path import Interpolant, VPPath
 from sirestore.precision import autocast
@@ -22,8 +22,8 @@ class ModelConfig:
     noise: float = 0.0  # interpolant noise s of gamma(t) = s sqrt(t(1-t)); 0 = straight bridge
     source_is_noise: bool = False  # noise -> clean path conditioned on y (else bridge from y)
     predict_velocity: bool = False  # the network outputs the velocity instead of x1_hat
-    detector: bool = False  # all-in-one: a TaskEncoder detects the degradation of y and conditions
-    # the network on it (needs net.task_dim = len(TASKS) + 1)
+    detector: int = 0  # all-in-one: a degradation detector of this version (nn.taskenc.DETECTORS; 0 = none,
+    # true = 1) detects the degradation of y and conditions the network on it (needs net.task_dim = len(TASKS) + 1)
     diffusion: bool = False  # the DDPM baseline: the variance-preserving path (path.VPPath, needs
     # source_is_noise) and the network predicts the noise x_0; sample with --sampler ddim or ddpm
 
@@ -32,6 +32,11 @@ class ModelConfig:
         d = dict(d)
         net = UNetConfig(**d.pop("net", {}))
         return cls(net=net, **d)
+
+    def __post_init__(self) -> None:
+        self.detector = int(self.detector)  # configs and older weights say true for version 1
+        if self.detector and self.detector not in DETECTORS:
+            raise ValueError(f"detector version {self.detector} is not one of {sorted(DETECTORS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +53,7 @@ class FlowModel(nn.Module):
             raise ValueError(f"a detector needs net.task_dim = {len(TASKS) + 1}, got {cfg.net.task_dim}")
         self.cfg = cfg
         self.net = UNet(cfg.net)
-        self.detector = TaskEncoder(len(TASKS)) if cfg.detector else None
+        self.detector = DETECTORS[cfg.detector](len(TASKS)) if cfg.detector else None
         self.detection: tuple[torch.Tensor, torch.Tensor] | None = None  # (logits, sigma) of the last forward
         if cfg.diffusion and (not cfg.source_is_noise or cfg.noise or cfg.predict_velocity):
             raise ValueError("a diffusion model needs source_is_noise, no path noise and no velocity prediction")

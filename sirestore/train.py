@@ -114,6 +114,8 @@ def _loss(net, model: FlowModel, cfg: TrainConfig, batch, gen: torch.Generator) 
     """The flow loss of a batch, plus the detector's loss for models with one. A batch is conditioned
     on its true degradation vector with probability teacher_prob, else on the detected one."""
     s, y, labels, sigma = batch
+    if cfg.detector_only:  # net is the detector (possibly wrapped for data parallelism)
+        return detector_loss(net(y), labels, sigma)
     if model.detector is None:
         return flow_loss(net, cfg.model, s, y, cfg.loss, perceptual=cfg.lpips_weight)
     teacher = torch.rand((), generator=gen).item() < cfg.teacher_prob
@@ -144,22 +146,28 @@ def _init_from(model: FlowModel, path: str) -> None:
 
     The source may have fewer blocks per level than `model` (same everything else), or no
     degradation detector: the network is grown, and as every new block starts as the identity
-    (beta = 0) and the detector's conditioning map at zero, it starts as the same function."""
+    (beta = 0) and the detector's conditioning map at zero, it starts as the same function. A source
+    with another detector version gives its network only: the new detector starts untrained (train it
+    with detector_only)."""
     source = load_weights(path)
     if not _can_grow(source.cfg, model.cfg):
         raise ValueError(f"{path}: init_weights has a different model config than this run")
-    model.load_state_dict(source.state_dict(), strict=False)  # new blocks keep their identity init
+    state = source.state_dict()
+    if source.cfg.detector != model.cfg.detector:
+        state = {k: v for k, v in state.items() if not k.startswith("detector.")}
+    model.load_state_dict(state, strict=False)  # new blocks keep their identity init
 
 
 def _can_grow(src: ModelConfig, dst: ModelConfig) -> bool:
     """True when dst equals src except for as many or more blocks at every level, for a
-    degradation detector that src lacks (its conditioning map starts at zero: no effect), or for the
-    path noise s (the same network and x_1 target: a straight bridge grows into a stochastic one)."""
+    degradation detector that src lacks (its conditioning map starts at zero: no effect) or has in
+    another version, or for the path noise s (the same network and x_1 target: a straight bridge grows
+    into a stochastic one)."""
     a, b = src.to_dict(), dst.to_dict()
     a["noise"] = b["noise"]
     counts = ("enc_blocks", "dec_blocks", "mid_blocks", "task_dim")
     na, nb = a.pop("net"), b.pop("net")
-    if not a["detector"]:
+    if b["detector"]:
         a["detector"] = b["detector"]
     if a != b or {k: v for k, v in na.items() if k not in counts} != {k: v for k, v in nb.items() if k not in counts}:
         return False
@@ -210,7 +218,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         _init_from(model, cfg.init_weights)
     model = model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.detector_only and model.detector is None:
+        raise ValueError("detector_only needs a model with a detector (model.detector)")
+    trained = model.detector if cfg.detector_only else model
+    model.requires_grad_(False)
+    trained.requires_grad_(True)
+    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = _resume(out, model, ema, opt, gen, rank) if resume else 0
     elapsed = 0.0
@@ -218,7 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         clean_stale_temps(out)
         if resume:
             elapsed = _truncate_log(out / "log.jsonl", step)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(trained) if world > 1 else trained
     sampler, val_images = load_data(cfg)
     degradation = Mixture(cfg.mixture) if cfg.mixture else parse_spec(cfg.degradation)
     amp = (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu" and native_bf16())
@@ -234,7 +247,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.grad_clip)
         opt.step()
         decay = min(cfg.ema, (1 + step) / (10 + step))  # short memory early in training
         with torch.no_grad():

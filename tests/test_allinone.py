@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _detecting() -> FlowModel:
-    cfg = tiny_config(detector=True)
+    cfg = tiny_config(detector=2)  # the version shipped
     cfg = dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": len(TASKS) + 1}))
     return randomize(FlowModel(cfg))
 

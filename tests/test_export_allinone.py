@@ -22,8 +22,8 @@ pytest.importorskip("onnxruntime")
 from sirestore.ort import OrtRestorer  # noqa: E402
 
 
-def _detecting(seed: int = 0) -> FlowModel:
-    cfg = tiny_config(detector=True)
+def _detecting(seed: int = 0, version: int = 2) -> FlowModel:
+    cfg = tiny_config(detector=version)
     cfg = dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": len(TASKS) + 1}))
     model = randomize(FlowModel(cfg), seed)
     with torch.no_grad():  # a strong task map, so that a wrong conditioning vector shows in the output
@@ -31,9 +31,9 @@ def _detecting(seed: int = 0) -> FlowModel:
     return model
 
 
-@pytest.mark.parametrize("steps", [1, 2])
-def test_allinone_onnx_matches_torch_per_image(tmp_path, steps):
-    model = _detecting()
+@pytest.mark.parametrize(("steps", "version"), [(1, 1), (1, 2), (2, 2)])
+def test_allinone_onnx_matches_torch_per_image(tmp_path, steps, version):
+    model = _detecting(version=version)
     meta = export_onnx(model, tmp_path / "m.onnx", steps=steps)
     assert meta["tasks"].split(",") == list(TASKS) and meta["detector"]
     ort = OrtRestorer(tmp_path / "m.onnx", threads=1)

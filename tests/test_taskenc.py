@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sirestore.degrade.mixture import TASKS
-from sirestore.model import FlowModel
-from sirestore.nn.taskenc import SIGMA_SCALE, TaskEncoder, condition, forced
+from sirestore.model import FlowModel, ModelConfig
+from sirestore.nn.taskenc import DETECTORS, SIGMA_SCALE, StageEncoder, TaskEncoder, condition, forced
 from sirestore.nn.unet import UNetConfig
 
 from .conftest import randomize, tiny_config
@@ -20,10 +20,32 @@ def _detecting(**kw) -> FlowModel:
     return FlowModel(dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": T + 1}), **kw))
 
 
-@pytest.mark.parametrize("hw", [(16, 16), (37, 53)])
-def test_encoder_shapes_and_positive_sigma(hw):
-    logits, sigma = TaskEncoder(T)(torch.rand(2, 3, *hw))
+@pytest.mark.parametrize("encoder", [TaskEncoder, StageEncoder])
+@pytest.mark.parametrize("hw", [(16, 16), (37, 53), (1, 1)])
+def test_encoder_shapes_and_positive_sigma(encoder, hw):
+    logits, sigma = encoder(T)(torch.rand(2, 3, *hw))
     assert logits.shape == (2, T) and sigma.shape == (2,) and (sigma >= 0).all()
+    assert torch.isfinite(logits).all() and torch.isfinite(sigma).all()
+
+
+def test_stage_encoder_sees_noise_on_a_flat_image():
+    """Version 2 pools its full-resolution stage, and its input includes the high-pass residual: on a flat
+    image, noise changes what it pools even when its weights are random."""
+    torch.manual_seed(0)
+    enc = StageEncoder(T).eval()
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    noisy = flat + 0.1 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (enc(flat)[0] - enc(noisy)[0]).abs().max() > 1e-3
+
+
+def test_detector_versions_in_the_config():
+    assert ModelConfig(detector=True).detector == 1  # configs and weights written before version 2
+    assert ModelConfig.from_dict({"detector": 2}).detector == 2 and ModelConfig().detector == 0
+    with pytest.raises(ValueError, match="detector version"):
+        ModelConfig(detector=3)
+    for version, cls in DETECTORS.items():
+        assert isinstance(_detecting(detector=version).detector, cls)
 
 
 def test_condition_and_forced():

@@ -1,6 +1,7 @@
 """Training: it learns, resume continues exactly, config parsing, 2-process DDP on gloo."""
 
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -222,3 +223,35 @@ def test_cpu_amp_trains_under_bfloat16_autocast(tmp_path, monkeypatch):
     monkeypatch.setattr("sirestore.train.native_bf16", lambda: False)  # other CPUs keep float32
     again = _state(train(_cfg(tmp_path, "other", steps=2, cpu_amp=True), progress=False))
     assert all(torch.equal(fp32[k], again[k]) for k in fp32)
+
+
+def test_a_new_detector_version_trains_alone_on_a_frozen_network(tmp_path):
+    old = randomize(FlowModel(_detector_config()))  # version 1
+    path = tmp_path / "v1.safetensors"
+    save_weights(old, path)
+    mixture = {"awgn:sigma_max=50": 2.0, "jpeg:quality_min=10,quality_max=60": 1.0}
+    v2 = dataclasses.replace(_detector_config(), detector=2)
+    cfg = _cfg(tmp_path, "det", steps=3, model=v2, mixture=mixture, init_weights=str(path), detector_only=True)
+    new = train(cfg, progress=False)
+    assert type(new.detector).__name__ == "StageEncoder"
+    a, b = old.state_dict(), new.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("detector."))  # the network is frozen
+    torch.manual_seed(cfg.seed)  # the detector's initial weights in train (the network's are then loaded)
+    fresh = FlowModel(v2).detector.state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in new.detector.state_dict().items())  # it learned
+    with pytest.raises(ValueError, match="detector_only needs"):
+        train(_cfg(tmp_path, "none", steps=1, detector_only=True), progress=False)
+
+
+def test_swap_detector_script(tmp_path):
+    spec = importlib.util.spec_from_file_location("swap_detector", ROOT / "scripts" / "swap_detector.py")
+    swap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(swap)
+    target = randomize(FlowModel(_detector_config()), seed=1)
+    donor = randomize(FlowModel(dataclasses.replace(_detector_config(), detector=2)), seed=2)
+    both = swap.with_detector(target, donor)
+    assert both.cfg.detector == 2 and both.cfg.net == target.cfg.net
+    mine, t, d = both.state_dict(), target.state_dict(), donor.state_dict()
+    assert all(torch.equal(mine[k], d[k] if k.startswith("detector.") else t[k]) for k in mine)
+    with pytest.raises(ValueError, match="same network config"):
+        swap.with_detector(FlowModel(tiny_config()), donor)

@@ -1,10 +1,15 @@
-"""Degradation detector: a tiny CNN that tells which degradations an image has, and how noisy it is.
+"""Degradation detectors: tiny CNNs that tell which degradations an image has, and how noisy it is.
 
 y (B, 3, H, W) -> logits (B, T) of the tasks in `degrade.mixture.TASKS` (multi-label: mixtures have
-several) and the noise level (B,) on the 0..255 scale. Four stride-2 3x3 convolutions see the
-full-resolution pixels (noise and JPEG blocks vanish under downsampling), then mean and standard
-deviation pooling over the whole image, so any size works and the answer is one per image.
-Its output, `condition`, is what the restoration network is conditioned on (through FiLM).
+several) and the noise level (B,) on the 0..255 scale, one answer per image of any size. Their output,
+`condition`, is what the restoration network is conditioned on (through FiLM). Two versions
+(`model.ModelConfig.detector`):
+- 1, `TaskEncoder`: four stride-2 convolutions, mean and standard deviation pooling of the last one. It
+  learns slowly (noise averages out under four downsamplings before it is pooled); phases 1-4 of the
+  all-in-one recipe trained it jointly with the network.
+- 2, `StageEncoder`: the image and its high-pass residual through a full-resolution convolution, then
+  stride-2 ones, every stage pooled into channel means and log standard deviations (noise and JPEG
+  blocks show in the first stages, haze and low light in the last), a normalised MLP head.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ SIGMA_SCALE = 50.0  # the noise level is predicted and fed to the network as sig
 
 
 class TaskEncoder(nn.Module):
-    """forward(y (B, C_in, H, W)) -> (logits (B, tasks), sigma (B,) on the 0..255 scale)."""
+    """forward(y (B, C_in, H, W)) -> (logits (B, tasks), sigma (B,) on the 0..255 scale); detector version 1."""
 
     def __init__(self, tasks: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 24, 32, 48)) -> None:
         super().__init__()
@@ -34,6 +39,34 @@ class TaskEncoder(nn.Module):
         pooled = torch.cat([h.mean((2, 3)), h.std((2, 3), unbiased=False)], dim=1)
         out = self.head(pooled)
         return out[:, : self.tasks], F.softplus(out[:, self.tasks]) * SIGMA_SCALE
+
+
+class StageEncoder(nn.Module):
+    """forward(y (B, C_in, H, W)) -> (logits (B, tasks), sigma (B,) on the 0..255 scale); detector version 2."""
+
+    def __init__(
+        self, tasks: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 24, 32, 48, 64), hidden: int = 48
+    ) -> None:
+        super().__init__()
+        self.stages, c = nn.ModuleList(), 2 * in_channels
+        for i, w in enumerate(widths):
+            self.stages.append(nn.Sequential(nn.Conv2d(c, w, 3, stride=1 if i == 0 else 2, padding=1), nn.GELU()))
+            c = w
+        d = 2 * sum(widths)
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, tasks + 1))
+        self.tasks = tasks
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        local_mean = F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        h, pooled = torch.cat([y, y - local_mean], dim=1), []
+        for stage in self.stages:
+            h = stage(h)
+            pooled += [h.mean((2, 3)), torch.log(h.std((2, 3), unbiased=False) + 1e-3)]
+        out = self.head(torch.cat(pooled, dim=1))
+        return out[:, : self.tasks], F.softplus(out[:, self.tasks]) * SIGMA_SCALE
+
+
+DETECTORS: dict[int, type[nn.Module]] = {1: TaskEncoder, 2: StageEncoder}  # ModelConfig.detector -> class
 
 
 DETECT_TILE = 128  # the detector sees an image as tiles of its training crop size (configs/allinone.yaml: patch)
