@@ -1,6 +1,8 @@
 """The degradation detector and the network's conditioning on it."""
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from sirestore.nn.unet import UNetConfig
 from .conftest import randomize, tiny_config
 
 T = len(TASKS)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _detecting(**kw) -> FlowModel:
@@ -112,3 +115,21 @@ def test_pool_detection_means_probabilities_and_takes_the_median_level():
     p, s = pool_detection(probs, sigma, 3)
     assert torch.allclose(p, torch.tensor([[0.5, 2 / 3], [0.5, 0.0]]))
     assert s.tolist() == [2.0, 7.0]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_calibrate_detector_shifts_one_logit(version):
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate_detector.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    model = randomize(_detecting(detector=version)).eval()
+    y = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        before, sigma = model.detector(y)
+        after, sigma_after = calibrate.shift_logit(model, "haze", -1.5).detector(y)
+    k = TASKS.index("haze")
+    assert torch.allclose(after[:, k], before[:, k] - 1.5, atol=1e-5)
+    assert torch.equal(after[:, :k], before[:, :k]) and torch.equal(after[:, k + 1 :], before[:, k + 1 :])
+    assert torch.equal(sigma, sigma_after)
+    with pytest.raises(ValueError, match="unknown task"):
+        calibrate.shift_logit(model, "fog", 1.0)
