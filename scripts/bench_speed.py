@@ -1,6 +1,7 @@
 """CPU throughput (megapixels per second) of sirestore against classical and learned baselines, in one process.
 
     python scripts/bench_speed.py [--sizes 256 512 1024 2048] [--repeats 3] [--weights W] [--out docs/speed.md] [--all]
+                                  [--allocator keep|default]
 
 Every method restores the same noisy square color image per size (the first CBSD68 image mirrored
 to size, AWGN sigma 25, seed 0): sirestore at 1, 2 and 4 Euler steps in torch, float32 and (on a
@@ -12,8 +13,10 @@ noise -> clean FlowModel of the shipped widths), each in float32 and, beside the
 bfloat16. The last two have random weights: their speed does not depend on the weights. Methods
 alternate within each repeat after a warm-up, and the table gives the median time; the ratios are
 against OpenCV NLM and the DnCNN-sized network in the same precision, measured in the same run.
-Without --all, the slow baselines (DDIM-50, BM3D) run at 256 and 512 px only. Writes --out
-(markdown with the conditions) and a PNG plot beside it.
+Without --all, the slow baselines (DDIM-50, BM3D) run at 256 and 512 px only. The process's C allocator
+keeps freed memory for reuse as the command line's does (`sirestore.allocator`; `--allocator default`
+leaves glibc's setting), for every method alike. Writes --out (markdown with the conditions) and a PNG plot
+beside it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from plot_pil import line_plot  # noqa: E402
 
+from sirestore.allocator import keep_freed_memory  # noqa: E402
 from sirestore.checkpoint import load_weights, sha256  # noqa: E402
 from sirestore.data import list_images, load_uint8  # noqa: E402
 from sirestore.model import FlowModel, ModelConfig  # noqa: E402
@@ -54,6 +58,11 @@ DDIM = "DDIM-50 on our backbone (random weights)"
 BF16 = ", bf16"  # in the names of the bfloat16 rows
 SLOW = {DDIM, DDIM + BF16, "BM3D"}
 SLOW_MAX = 512
+ALLOCATORS = {  # the conditions line of each allocator setting
+    "keep": "freed memory kept for reuse (`sirestore.allocator.keep_freed_memory`, as the command line runs), "
+    "for every method",
+    "default": "glibc's default (large blocks mapped fresh and page-faulted on every call), for every method",
+}
 
 
 def test_image(data: Path, size: int) -> np.ndarray:
@@ -211,6 +220,7 @@ def conditions(args: argparse.Namespace, load: float) -> str:
             f"- {', '.join(versions)}",
             f"- {datetime.datetime.now():%Y-%m-%d %H:%M}; median of {args.repeats} repeats after a warm-up; "
             f"weights {Path(args.weights).name} ({sha256(args.weights)[:12]})",
+            f"- C allocator: {ALLOCATORS[args.allocator_applied]}",
         ]
     )
 
@@ -224,7 +234,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown report (PNG plot beside it)")
     p.add_argument("--threads", type=int, help="torch / onnxruntime / OpenCV threads (default: their choice)")
     p.add_argument("--all", action="store_true", help=f"run the slow baselines above {SLOW_MAX} px too")
+    p.add_argument(
+        "--allocator", choices=sorted(ALLOCATORS), default="keep", help="the C allocator's setting (default: keep)"
+    )
     args = p.parse_args()
+    args.allocator_applied = "keep" if args.allocator == "keep" and keep_freed_memory() else "default"
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)

@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors (SpecError, WeightsError, ... are ValueErrors) give one line."""
     args = build_parser().parse_args(argv)
     try:
+        from sirestore.allocator import keep_freed_memory
+
+        keep_freed_memory()  # large tensors reuse freed memory instead of page-faulting fresh mappings
         return COMMANDS[args.command](args)
     except (UsageError, ValueError, OSError) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from sirestore.allocator import release_freed_memory
 from sirestore.fsutil import one_line, shown
 from sirestore.imageio import (
     SUPPORTED_SUFFIXES,
@@ -199,6 +200,7 @@ class Service:
             with self.lock:
                 job.image = job.info = None
                 job.finished, self.current = time.monotonic(), None
+            release_freed_memory()  # an idle server gives back what the job's tensors used
 
     def _uncertain(self, job: Job) -> np.ndarray:
         """The restoration of job's image (H x W x C float) with its uncertainty map, stored in job.heat."""

@@ -199,6 +199,13 @@ def test_gaussian_kernel_size_and_sum():
     assert params[0]["kernel"].shape == (2, 13, 13)
 
 
+@pytest.mark.parametrize("sigma", [5e-324, 1e-200, 1e-3])
+def test_tiny_gaussian_is_a_delta_not_nan(sigma):
+    # found by test_random_specs_never_crash (rain:width=5e-324): the square of a subnormal sigma is 0
+    k = gaussian_kernel(sigma)
+    assert k.shape == (3, 3) and k[1, 1].item() == 1 and k.sum().item() == 1
+
+
 def test_user_kernel_file_is_normalised(tmp_path):
     Image.fromarray(np.array([[0, 255, 0], [0, 255, 255]], np.uint8)).save(tmp_path / "k.png")
     _, params = _run(f"motion_blur:kernel={tmp_path / 'k.png'}", _image())

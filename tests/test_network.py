@@ -171,6 +171,35 @@ def test_folded_weights_are_reused_only_while_weights_and_time_are_the_same(tiny
     check(tiny_model, 0.0)
 
 
+def test_fold_cache_keeps_the_last_times_of_a_sampler(tiny_model):
+    """A few-step sampler finds each step's folded weights again on the next image; the least recently used
+    time is forgotten beyond FOLDS, and new weights forget them all."""
+    from sirestore.nn.blocks import FOLDS
+
+    x = torch.rand(1, 3, 16, 16)
+    block = next(m for m in tiny_model.modules() if isinstance(m, InvertedResidual))
+    emb = {}
+
+    def folded(t):
+        with torch.no_grad():
+            e = tiny_model.net.time(torch.full((1,), t))
+            emb[t] = e
+            return block._folded_weights(x, e)
+
+    first = {t: folded(t) for t in (0.0, 0.25, 0.5, 0.75)}
+    assert all(folded(t) is first[t] for t in first)  # all four kept
+    for k in range(FOLDS - 1):
+        folded(0.01 * (k + 1))  # 7 new times: of the first four only the most recently used (0.75) stays
+    assert len(block._cache[1]) == FOLDS
+    assert folded(0.75) is first[0.75]
+    assert folded(0.0) is not first[0.0]
+    kept = folded(0.0)
+    assert folded(0.0) is kept
+    with torch.no_grad():
+        block.beta.add_(1.0)  # an optimizer step
+    assert folded(0.0) is not kept and len(block._cache[1]) == 1
+
+
 def test_strided_convs_equal_unshuffle_then_conv():
     from torch.nn import functional as F
 

@@ -129,7 +129,7 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> torch.Tensor:
         k[size // 2, size // 2] = 1
         return k
     t = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = torch.exp(-0.5 * (t / sigma) ** 2)  # not t^2 / sigma^2: a subnormal sigma's square is 0, and 0 / 0 nan
     k = g[:, None] * g[None, :]
     return (k / k.sum()).float()
 
