@@ -133,3 +133,21 @@ def test_calibrate_detector_shifts_one_logit(version):
     assert torch.equal(sigma, sigma_after)
     with pytest.raises(ValueError, match="unknown task"):
         calibrate.shift_logit(model, "fog", 1.0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_statistics_equal_the_reference_ops(channels_last):
+    from torch.nn import functional as F
+
+    from sirestore.nn.taskenc import local_mean3, mean_std
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 13, generator=gen) * 2 + 1
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    mean, std = mean_std(x)
+    assert torch.allclose(mean, x.mean((2, 3)), atol=1e-6)
+    assert torch.allclose(std, x.std((2, 3), unbiased=False), atol=1e-6)
+    ref = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert torch.allclose(local_mean3(x, torch.full((3, 1, 3, 3), 1 / 9)), ref, atol=1e-6)
+    flat = torch.full((1, 3, 4, 4), 0.3)
+    assert torch.allclose(local_mean3(flat, torch.full((3, 1, 3, 3), 1 / 9)), flat, atol=1e-7)  # borders too
