@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 
 from sirestore.checkpoint import load_weights, save_weights
-from sirestore.model import FlowModel
+from sirestore.model import FlowModel, split_state
 
 
 def with_detector(target: FlowModel, donor: FlowModel) -> FlowModel:
@@ -21,8 +21,7 @@ def with_detector(target: FlowModel, donor: FlowModel) -> FlowModel:
     if target.detector is None or donor.detector is None or target.cfg.net != donor.cfg.net:
         raise ValueError("both models need a detector and the same network config")
     model = FlowModel(dataclasses.replace(target.cfg, detector=donor.cfg.detector))
-    state = {k: v for k, v in target.state_dict().items() if not k.startswith("detector.")}
-    state |= {k: v for k, v in donor.state_dict().items() if k.startswith("detector.")}
+    state = split_state(target.state_dict())[0] | split_state(donor.state_dict())[1]
     model.load_state_dict(state)
     return model.eval()
 

@@ -107,6 +107,12 @@ class FlowModel(nn.Module):
         return self.path.velocity_from_x1(x_t, self(x_t, t, y), t, x_0)
 
 
+def split_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A FlowModel's state dict -> (everything but the degradation detector, the detector's entries)."""
+    network = {k: v for k, v in state.items() if not k.startswith("detector.")}
+    return network, {k: v for k, v in state.items() if k not in network}
+
+
 class Conditioned(nn.Module):
     """A FlowModel run with a fixed conditioning vector `task` (1 or B, len(TASKS) + 1), detected once
     per image (or forced) instead of at every network evaluation: what the samplers get."""

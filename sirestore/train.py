@@ -36,7 +36,7 @@ from sirestore.degrade.mixture import Mixture, noise_level, task_labels
 from sirestore.fsutil import clean_stale_temps, first_line
 from sirestore.loss import detector_loss, flow_loss
 from sirestore.metrics import psnr
-from sirestore.model import Conditioned, FlowModel, ModelConfig
+from sirestore.model import Conditioned, FlowModel, ModelConfig, split_state
 from sirestore.nn.taskenc import condition
 from sirestore.path import sample_times
 from sirestore.precision import native_bf16
@@ -154,7 +154,7 @@ def _init_from(model: FlowModel, path: str) -> None:
         raise ValueError(f"{path}: init_weights has a different model config than this run")
     state = source.state_dict()
     if source.cfg.detector != model.cfg.detector:
-        state = {k: v for k, v in state.items() if not k.startswith("detector.")}
+        state = split_state(state)[0]
     model.load_state_dict(state, strict=False)  # new blocks keep their identity init
 
 

@@ -31,7 +31,7 @@ def _detecting(seed: int = 0, version: int = 2) -> FlowModel:
     return model
 
 
-@pytest.mark.parametrize(("steps", "version"), [(1, 1), (1, 2), (2, 2)])
+@pytest.mark.parametrize(("steps", "version"), [(1, 1), (1, 2), (2, 2), (1, 3)])
 def test_allinone_onnx_matches_torch_per_image(tmp_path, steps, version):
     model = _detecting(version=version)
     meta = export_onnx(model, tmp_path / "m.onnx", steps=steps)

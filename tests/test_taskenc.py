@@ -9,7 +9,15 @@ import torch
 
 from sirestore.degrade.mixture import TASKS
 from sirestore.model import FlowModel, ModelConfig
-from sirestore.nn.taskenc import DETECTORS, SIGMA_SCALE, StageEncoder, TaskEncoder, condition, forced
+from sirestore.nn.taskenc import (
+    DETECTORS,
+    SIGMA_SCALE,
+    DarkStageEncoder,
+    StageEncoder,
+    TaskEncoder,
+    condition,
+    forced,
+)
 from sirestore.nn.unet import UNetConfig
 
 from .conftest import randomize, tiny_config
@@ -23,7 +31,7 @@ def _detecting(**kw) -> FlowModel:
     return FlowModel(dataclasses.replace(cfg, net=UNetConfig(**{**cfg.net.to_dict(), "task_dim": T + 1}), **kw))
 
 
-@pytest.mark.parametrize("encoder", [TaskEncoder, StageEncoder])
+@pytest.mark.parametrize("encoder", [TaskEncoder, StageEncoder, DarkStageEncoder])
 @pytest.mark.parametrize("hw", [(16, 16), (37, 53), (1, 1)])
 def test_encoder_shapes_and_positive_sigma(encoder, hw):
     logits, sigma = encoder(T)(torch.rand(2, 3, *hw))
@@ -46,7 +54,7 @@ def test_detector_versions_in_the_config():
     assert ModelConfig(detector=True).detector == 1  # configs and weights written before version 2
     assert ModelConfig.from_dict({"detector": 2}).detector == 2 and ModelConfig().detector == 0
     with pytest.raises(ValueError, match="detector version"):
-        ModelConfig(detector=3)
+        ModelConfig(detector=4)
     for version, cls in DETECTORS.items():
         assert isinstance(_detecting(detector=version).detector, cls)
 
@@ -151,3 +159,20 @@ def test_fast_statistics_equal_the_reference_ops(channels_last):
     assert torch.allclose(local_mean3(x, torch.full((3, 1, 3, 3), 1 / 9)), ref, atol=1e-6)
     flat = torch.full((1, 3, 4, 4), 0.3)
     assert torch.allclose(local_mean3(flat, torch.full((3, 1, 3, 3), 1 / 9)), flat, atol=1e-7)  # borders too
+
+
+def test_dark_channel_is_low_in_a_colourful_photo_and_raised_by_haze():
+    """The dark channel prior: a pixel with one dark channel in every 7x7 neighbourhood gives 0; a haze-like
+    blend with white lifts it to the blend's share; version 3's head reads its statistics."""
+    from sirestore.nn.taskenc import dark_channel
+
+    gen = torch.Generator().manual_seed(0)
+    photo = torch.rand(1, 3, 32, 32, generator=gen)
+    photo[:, 2, ::3, ::3] = 0  # a black blue channel every 3 px
+    assert dark_channel(photo).abs().max() == 0
+    hazy = 0.6 * photo + 0.4
+    assert torch.allclose(dark_channel(hazy), torch.full((1, 1, 32, 32), 0.4))
+    enc = DarkStageEncoder(T)
+    assert enc.head[0].normalized_shape[0] == StageEncoder(T).head[0].normalized_shape[0] + 2
+    mean, logstd = enc.features(hazy)
+    assert torch.allclose(mean, torch.tensor([[0.4]])) and logstd.item() < -6

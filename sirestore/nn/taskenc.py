@@ -10,6 +10,8 @@ several) and the noise level (B,) on the 0..255 scale, one answer per image of a
 - 2, `StageEncoder`: the image and its high-pass residual through a full-resolution convolution, then
   stride-2 ones, every stage pooled into channel means and log standard deviations (noise and JPEG
   blocks show in the first stages, haze and low light in the last), a normalised MLP head.
+- 3, `DarkStageEncoder`: version 2 whose head also reads the mean and log standard deviation of the image's
+  dark channel (He et al. 2009), the statistic the dark channel prior dehazes with.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class TaskEncoder(nn.Module):
 class StageEncoder(nn.Module):
     """forward(y (B, C_in, H, W)) -> (logits (B, tasks), sigma (B,) on the 0..255 scale); detector version 2."""
 
+    extra = 0  # image statistics the head reads beside the stages' (`features`)
+
     def __init__(
         self, tasks: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 24, 32, 48, 64), hidden: int = 48
     ) -> None:
@@ -70,7 +74,7 @@ class StageEncoder(nn.Module):
             self.stages.append(nn.Sequential(nn.Conv2d(c, w, 3, stride=1 if i == 0 else 2, padding=1), nn.GELU()))
             c = w
         self.register_buffer("box", torch.full((in_channels, 1, 3, 3), 1 / 9), persistent=False)  # local_mean3
-        d = 2 * sum(widths)
+        d = 2 * sum(widths) + self.extra
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, tasks + 1))
         self.tasks = tasks
 
@@ -81,11 +85,39 @@ class StageEncoder(nn.Module):
             h = stage(h)
             mean, std = mean_std(h)
             pooled += [mean, torch.log(std + 1e-3)]
-        out = self.head(torch.cat(pooled, dim=1))
+        out = self.head(torch.cat(pooled + self.features(y), dim=1))
         return out[:, : self.tasks], F.softplus(out[:, self.tasks]) * SIGMA_SCALE
 
+    def features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """Statistics (B, k) of y for the head beside the stages' (`extra` in all); none in version 2."""
+        return []
 
-DETECTORS: dict[int, type[nn.Module]] = {1: TaskEncoder, 2: StageEncoder}  # ModelConfig.detector -> class
+
+DARK_PATCH = 7  # the dark channel's neighbourhood (px): small enough for 128 px tiles
+
+
+def dark_channel(y: torch.Tensor) -> torch.Tensor:
+    """The dark channel of y (B, C, H, W): the minimum over the channels and a DARK_PATCH square, (B, 1, H, W)."""
+    return -F.max_pool2d(-y.amin(1, keepdim=True), DARK_PATCH, stride=1, padding=DARK_PATCH // 2)
+
+
+class DarkStageEncoder(StageEncoder):
+    """Detector version 3: version 2 plus the mean and log standard deviation of y's dark channel. In an
+    undamaged photo most neighbourhoods hold a nearly black pixel in some channel (the dark channel prior);
+    haze lifts the dark channel everywhere and flattens it, where a flat, bright or sandy photo need not."""
+
+    extra = 2
+
+    def features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        mean, std = mean_std(dark_channel(y))
+        return [mean, torch.log(std + 1e-3)]
+
+
+DETECTORS: dict[int, type[nn.Module]] = {
+    1: TaskEncoder,
+    2: StageEncoder,
+    3: DarkStageEncoder,
+}  # ModelConfig.detector -> class
 
 
 DETECT_TILE = 128  # the detector sees an image as tiles of its training crop size (configs/allinone.yaml: patch)
