@@ -50,6 +50,15 @@ def test_stage_encoder_sees_noise_on_a_flat_image():
         assert (enc(flat)[0] - enc(noisy)[0]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("version", [2, 3])
+def test_detector_gradients_stay_finite_on_a_black_image(version):
+    """A black tile (low light, clipping) makes every stage constant: its spread must not give nan gradients."""
+    enc = DETECTORS[version](T)
+    logits, sigma = enc(torch.zeros(2, 3, 32, 32))
+    (logits.sum() + sigma.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
+
+
 def test_detector_versions_in_the_config():
     assert ModelConfig(detector=True).detector == 1  # configs and weights written before version 2
     assert ModelConfig.from_dict({"detector": 2}).detector == 2 and ModelConfig().detector == 0
@@ -157,6 +166,9 @@ def test_fast_statistics_equal_the_reference_ops(channels_last):
     assert torch.allclose(std, x.std((2, 3), unbiased=False), atol=1e-6)
     ref = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     assert torch.allclose(local_mean3(x, torch.full((3, 1, 3, 3), 1 / 9)), ref, atol=1e-6)
+    black = torch.zeros(1, 3, 5, 5, requires_grad=True)
+    mean_std(black * 2)[1].sum().backward()  # a constant channel: zero spread, a finite gradient
+    assert torch.isfinite(black.grad).all()
     flat = torch.full((1, 3, 4, 4), 0.3)
     assert torch.allclose(local_mean3(flat, torch.full((3, 1, 3, 3), 1 / 9)), flat, atol=1e-7)  # borders too
 

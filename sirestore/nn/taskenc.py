@@ -31,7 +31,8 @@ def mean_std(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     v = h.permute(0, 2, 3, 1).reshape(b, -1, c)
     mean = v.mean(1)
     d = v - mean[:, None]
-    return mean, (d * d).mean(1).sqrt()
+    # the floor keeps the gradient finite on a constant channel (a black tile), as torch.std's backward does
+    return mean, (d * d).mean(1).clamp_min(1e-12).sqrt()
 
 
 def local_mean3(y: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
