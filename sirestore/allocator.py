@@ -7,7 +7,8 @@ is first written. On the 2-core test machine that was 13,500 faults and about a 
 table's conditions name the allocator). `keep_freed_memory()` makes malloc serve large blocks from its heap
 and keep what is freed for the next layer instead: no faults after the first evaluation. The price is that
 freed memory stays with the process (up to `KEEP` bytes at the top of the heap) until
-`release_freed_memory()`; the peak is unchanged.
+`release_freed_memory()`, and a heap fragments: the tiled restoration of a 24 MP photo with `--max-memory 1GB`
+peaked at 1.30 GiB of resident memory with it against 1.08-1.15 GiB without (README, big images).
 
 The command line calls `keep_freed_memory()` for every command (`sirestore serve` releases after each job);
 the Python API leaves the process's allocator alone unless the application calls it.

@@ -114,11 +114,8 @@ class DarkStageEncoder(StageEncoder):
         return [mean, torch.log(std + 1e-3)]
 
 
-DETECTORS: dict[int, type[nn.Module]] = {
-    1: TaskEncoder,
-    2: StageEncoder,
-    3: DarkStageEncoder,
-}  # ModelConfig.detector -> class
+# ModelConfig.detector -> class
+DETECTORS: dict[int, type[nn.Module]] = {1: TaskEncoder, 2: StageEncoder, 3: DarkStageEncoder}
 
 
 DETECT_TILE = 128  # the detector sees an image as tiles of its training crop size (configs/allinone.yaml: patch)
