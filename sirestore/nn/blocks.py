@@ -159,17 +159,17 @@ class InvertedResidual(nn.Module):
         restoration then skips ~10 small ops per block (a noticeable share of a small image's time), and a
         sampler of up to `FOLDS` steps finds every step's weights from the second image on. Not kept under
         tracing (export)."""
-        key = None
+        entries = None  # this block's (embedding, folded weights) pairs for the current weights, oldest first
         if not torch.jit.is_tracing():
             e = None if emb is None else emb[:1].detach()
-            params = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
-            key = (x.device, params, e)
+            weights = (x.device, tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters()))
             cache = getattr(self, "_cache", None)
-            if cache is None or cache[0] != key[:2]:  # new weights: forget every time
-                cache = self._cache = (key[:2], [])
-            for i, (e_i, folded) in enumerate(cache[1]):
+            if cache is None or cache[0] != weights:  # new weights: forget every time
+                self._cache = cache = (weights, [])
+            entries = cache[1]
+            for i, (e_i, folded) in enumerate(entries):
                 if _same_embedding(e_i, e):
-                    cache[1].append(cache[1].pop(i))  # most recently used last
+                    entries.append(entries.pop(i))  # most recently used last
                     return folded
         with float32(x):  # the folding is small: float32 even under autocast
             w, b = self.folded_expansion(emb)  # (O, C, 1, 1), (O,)
@@ -178,9 +178,8 @@ class InvertedResidual(nn.Module):
             beta = self.beta.view(-1, 1, 1, 1)
             wp, bp = self.project.weight * beta, self.project.bias * beta.view(-1)
         folded = (w, b, wp, bp)
-        if key is not None:
-            entries = self._cache[1]
-            entries.append((key[2], folded))
+        if entries is not None:
+            entries.append((e, folded))
             del entries[:-FOLDS]
         return folded
 
