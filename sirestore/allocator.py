@@ -5,10 +5,11 @@ the kernel and unmaps it when freed, so every tensor of every layer pays a page 
 is first written. On the 2-core test machine that was 13,500 faults and about a quarter of the time of one
 512 x 512 network evaluation, and half of it at 1024 px (`python scripts/bench_speed.py` measures it: the
 table's conditions name the allocator). `keep_freed_memory()` makes malloc serve large blocks from its heap
-and keep what is freed for the next layer instead: no faults after the first evaluation. The price is that
-freed memory stays with the process (up to `KEEP` bytes at the top of the heap) until
-`release_freed_memory()`, and a heap fragments: the tiled restoration of a 24 MP photo with `--max-memory 1GB`
-peaked at 1.30 GiB of resident memory with it against 1.08-1.15 GiB without (README, big images).
+and keep what is freed for the next layer instead: once the heap has settled (a few evaluations), next to no
+faults (0-34 per 512 px evaluation). The price is that freed memory stays with the process (up to `KEEP` bytes
+at the top of the heap) until `release_freed_memory()`, and that the heap fragments: the tiled restoration of a
+24 MP photo with `--max-memory 1GB` peaked at 1.30 GiB of resident memory with it against 1.08-1.15 GiB without
+(README, big images).
 
 The command line calls `keep_freed_memory()` for every command (`sirestore serve` releases after each job);
 the Python API leaves the process's allocator alone unless the application calls it.
@@ -17,6 +18,7 @@ the Python API leaves the process's allocator alone unless the application calls
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 import sys
 
@@ -27,6 +29,7 @@ KEEP = 1 << 30  # freed bytes at the top of the heap that malloc keeps instead o
 _state = {"kept": False}
 
 
+@functools.cache  # platform.libc_ver reads the Python executable: once per process, not per served job
 def _libc() -> ctypes.CDLL | None:
     """glibc, or None on another C library or system."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":

@@ -25,27 +25,44 @@ def _faults_of_one_block() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
+# A chain of layers in a fresh one-thread process (deterministic heap): each cycle writes blocks of these sizes
+# (MiB), freeing the previous one as a network frees a layer's input; prints the page faults of every cycle.
+CHAIN = """
+import resource, sys, torch
+torch.set_num_threads(1)
+if sys.argv[1] == "keep":
+    from sirestore.allocator import keep_freed_memory
+    assert keep_freed_memory()
+faults = []
+for cycle in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for mib in (16, 12, 24, 48, 8, 16):
+        h = torch.empty(mib * 2**20 // 4)
+        h.fill_(1.0)
+    del h
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
+"""
+
+
+def _chain_faults(setting: str) -> list[int]:
+    run = subprocess.run([sys.executable, "-c", CHAIN, setting], capture_output=True, text=True, check=True)
+    return [int(f) for f in run.stdout.split()]
+
+
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_default_allocator_faults_on_every_large_block() -> None:
-    # the problem, in a fresh process: without the setting each block is a fresh mapping
-    code = (
-        "import resource, torch\n"
-        "def f():\n"
-        "    b = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        f"    x = torch.empty({BLOCK // 4}); x.fill_(1.0); del x\n"
-        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - b\n"
-        "f(); print(f())\n"
-    )
-    faults = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert faults > BLOCK // 4096 // 2
+    # the problem: glibc maps the 48 MiB block fresh in every cycle, however often the chain runs
+    assert all(f > BLOCK // 4096 // 2 for f in _chain_faults("default")[-2:])
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_kept_memory_is_reused_without_page_faults() -> None:
-    assert allocator.keep_freed_memory()
-    assert allocator.keep_freed_memory() and allocator.kept()  # idempotent
-    _faults_of_one_block()  # the heap grows once
-    assert _faults_of_one_block() < BLOCK // 4096 // 20  # then the block is reused: < 5 % of its pages fault
+    # with the setting, once the heap has settled (a few cycles) the chain reuses freed memory: < 5 % of the
+    # 48 MiB block's pages fault in a whole cycle. A single block freed and allocated again is not enough to
+    # test: glibc's aligned allocation may not fit the freed chunk and grow the heap instead.
+    assert allocator.keep_freed_memory() and allocator.keep_freed_memory() and allocator.kept()  # idempotent
+    assert all(f < BLOCK // 4096 // 20 for f in _chain_faults("keep")[-2:])
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
