@@ -100,10 +100,13 @@ def main() -> None:
     results = {steps: run(args.data, args.weights, steps, args.precision) for steps in args.steps}
     params = count_parameters(load_model(args.weights).net)
     steps = " ".join(map(str, args.steps))
-    weights = f" --weights {args.weights}" if args.weights else ""
-    weights += f" --precision {args.precision}" if args.precision != "fp32" else ""
+    options = f" --weights {args.weights}" if args.weights else ""
+    options += f" --precision {args.precision}" if args.precision != "fp32" else ""
+    options += (
+        f" --out {args.out}" if args.out != parser.get_default("out") else ""
+    )  # else it overwrites docs/denoise.md
     text = (
-        f"# Denoising benchmark\n\nProduced by `python scripts/bench_denoise.py --steps {steps}{weights}` "
+        f"# Denoising benchmark\n\nProduced by `python scripts/bench_denoise.py --steps {steps}{options}` "
         f"(each cell is one `sirestore eval --data DATA/SET --degradation awgn:sigma=S --seed 0 --steps "
         f"N --precision P`, Euler sampler; network arithmetic {args.precision}), on "
         f"{platform.processor() or platform.machine()} CPU, torch {torch.__version__}.\n"
