@@ -26,9 +26,13 @@ class TrainConfig:
     task_weight: float = 0.05  # weight of the detector's loss (BCE on the tasks + L1 on sigma / 50)
     detector_only: bool = False  # train the degradation detector alone, on its loss: the restoration network
     # is frozen and not run (a new detector for a trained all-in-one model, from init_weights)
+    freeze_detector: bool = False  # train the restoration network only: the degradation detector keeps its
+    # weights and its loss is left out (a network grown or fine-tuned under a detector trained on its own)
     teacher_prob: float = 0.5  # probability that a batch conditions the network on its true degradation
     # vector instead of the detected one (models with a detector)
     val_degradation: str = "awgn:sigma=25"  # degradation of the validation images
+    mask_prob: float = 0.0  # probability that an inpainted image's mask is given to the network (models with a
+    # mask input, model.net.mask_channels = 1; else the mask is unknown, the blind case); validation gives it
     gray_prob: float = 0.25  # probability that a batch is drawn from the gray folders
     patch: int = 96  # crop size in pixels (a multiple of 16)
     batch: int = 8  # crops per step and process

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sirestore import baselines
 from sirestore.batch import ImageFn
 from sirestore.consistency import LogSpeckle, proximal, speckle_guidance
 from sirestore.degrade.boundary import CroppedOperator, pad_reflect, valid_blur, valid_downsample
-from sirestore.degrade.inpaint import fill_holes
+from sirestore.degrade.inpaint import fill_holes, telea_fill
 from sirestore.degrade.kernels import bicubic_kernel
 from sirestore.degrade.operators import BlurOperator, DownsampleOperator, Identity, LinearOperator, MaskOperator
 from sirestore.degrade.resize import ResizeOperator
@@ -100,18 +99,6 @@ def load_mask(path: str | Path, holes: str = "black") -> torch.Tensor:
     return (bright if holes == "black" else ~bright).float()
 
 
-def telea_fill(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Holes (mask 0) of y (B, C, H, W), C = 1 or 3, filled by OpenCV's Telea inpainting (8-bit), observed
-    pixels kept exactly: a better start for the sampler than a smooth fill, which a denoiser prior cannot
-    improve much inside large holes."""
-    m = mask.to(y.device, y.dtype).expand(y.shape[0], 1, *y.shape[-2:])
-    filled = []
-    for image, known in zip(y.detach().cpu(), m.cpu()):
-        out = baselines.inpaint(image.permute(1, 2, 0).numpy(), known[0].numpy() > 0.5, "telea")
-        filled.append(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1))
-    return torch.where(m > 0.5, y, torch.stack(filled).to(y.device, y.dtype))
-
-
 def initial_guess(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
     """A guess on the operator's x grid: holes filled (mask; Telea), y upsampled (bicubic), mirrored outward
     (valid)."""
@@ -161,7 +148,7 @@ def restore_known(restorer: Restorer, y: torch.Tensor, known: Known, seed: int =
         x = run.x
     else:
         dc = proximal(op, y, known.sigma, known.rho)
-        x = (_told(restorer, known) if tell else restorer).restore_tensor(dc(guess), dc)
+        x = _masked(_told(restorer, known) if tell else restorer, known).restore_tensor(dc(guess), dc)
     if known.sigma == 0:
         x = consistent_in_range(op, y, x)
     return op.crop_x(x) if isinstance(op, CroppedOperator) else x
@@ -186,6 +173,15 @@ def _told(restorer: Restorer, known: Known) -> Restorer:
     if task is None or restorer.task is not None or not restorer.has_detector:
         return restorer
     return restorer.replace(task=task)
+
+
+def _masked(restorer: Restorer, known: Known) -> Restorer:
+    """`restorer` giving `known`'s mask (B or 1, 1, H, W) to its network when the network has a mask input (it
+    then knows which pixels to fill instead of guessing from the filled image); else `restorer` itself."""
+    model = restorer.model
+    if known.mask is None or model is None or not model.cfg.net.mask_channels:
+        return restorer
+    return restorer.replace(mask=known.mask)
 
 
 def consistent_in_range(

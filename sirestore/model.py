@@ -60,14 +60,22 @@ class FlowModel(nn.Module):
         self.path = VPPath() if cfg.diffusion else Interpolant(noise=cfg.noise, source_is_noise=cfg.source_is_noise)
 
     def forward(
-        self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False, task: torch.Tensor | None = None
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        raw: bool = False,
+        task: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x1_hat for x_t (B, C, H, W) at times t (B,) given the observation y (B, C, H, W).
 
         raw=True returns the network output itself (x1_hat, the velocity or the noise, per the config). With a
         detector, `task` (B, len(TASKS) + 1) is the conditioning vector (see `nn.taskenc.condition`);
         None detects it from y. In training the detector always runs (its output is kept in
-        `detection`), so that data-parallel training sees every parameter used.
+        `detection`), so that data-parallel training sees every parameter used. `mask` (B or 1, 1, H, W), 1 =
+        observed pixel, 0 = hole, is a known inpainting mask for a network with a mask input
+        (net.mask_channels); None: no mask is known (the same as all ones).
         """
         cond = y if self.cfg.net.cond_channels else None
         if self.detector is not None and (task is None or self.training):
@@ -75,7 +83,10 @@ class FlowModel(nn.Module):
             self.detection = (logits, sigma)  # for the detector's training loss
             if task is None:
                 task = condition(torch.sigmoid(logits), sigma).detach()
-        out = self.net(x_t, t, cond) if task is None else self.net(x_t, t, cond, task)
+        extra = {} if task is None else {"task": task}
+        if mask is not None:
+            extra["holes"] = 1 - mask
+        out = self.net(x_t, t, cond, **extra)
         if raw:
             return out
         if self.cfg.predict_velocity:
@@ -115,15 +126,19 @@ def split_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
 
 class Conditioned(nn.Module):
     """A FlowModel run with a fixed conditioning vector `task` (1 or B, len(TASKS) + 1), detected once
-    per image (or forced) instead of at every network evaluation: what the samplers get."""
+    per image (or forced) instead of at every network evaluation, and/or a known inpainting `mask`
+    (1 or B, 1, H, W; 1 = observed) for a network with a mask input: what the samplers get."""
 
-    def __init__(self, model: FlowModel, task: torch.Tensor) -> None:
+    def __init__(self, model: FlowModel, task: torch.Tensor | None, mask: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.model, self.task = model, task
+        if mask is not None and not model.cfg.net.mask_channels:
+            raise ValueError("this model has no mask input (net.mask_channels = 0)")
+        self.model, self.task, self.mask = model, task, mask
         self.cfg, self.path = model.cfg, model.path
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
-        return self.model(x_t, t, y, raw=raw, task=self.task.expand(x_t.shape[0], -1))
+        task = None if self.task is None else self.task.expand(x_t.shape[0], -1)
+        return self.model(x_t, t, y, raw=raw, task=task, mask=self.mask)
 
 
 class LowPrecision(nn.Module):

@@ -98,6 +98,7 @@ class OrtRestorer(Restorer):
         self.steps, self.sampler, self.seed = int(self.meta.get("steps", 1)), self.meta.get("sampler", "euler"), 0
         self.tile, self.overlap, self.max_memory = tile, overlap, None
         self.precision = "fp32"  # the exported graph's arithmetic
+        self.mask = None  # the exported graph has no mask input
         self.detector = detector_session(onnx_path, self.meta, threads) if "detector" in self.meta else None
         self.tasks = self.meta["tasks"].split(",") if self.detector is not None else []
         if task is not None and self.detector is None:

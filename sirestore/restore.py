@@ -111,6 +111,8 @@ class Restorer:
         self.noise_scale = noise_scale  # multiplies the path noise gamma(t) in the sde sampler
         self.tile, self.overlap = tile, overlap
         self.precision = resolve_precision(precision, self.device)  # "fp32" or "bf16": the network's arithmetic
+        self.mask: torch.Tensor | None = None  # (B or 1, 1, H, W), 1 = observed: a known inpainting mask that a
+        # network with a mask input is given (known mode sets it with `replace`); whole images only
 
     def replace(self, **changes: object) -> Restorer:
         """A shallow copy sharing the network, with some settings changed, e.g. `replace(precision="fp32")`. An
@@ -143,6 +145,8 @@ class Restorer:
         if y.dim() != 4 or y.shape[1] not in (1, 3):
             raise ValueError(f"expected (B, 1 or 3, H, W), got {tuple(y.shape)}")
         tile = self.plan(y.shape)
+        if tile is not None and self.mask is not None:
+            raise ValueError("a known mask is given to the network on whole images only: leave out the tiles")
         vec = self.condition(y)  # once per image, for every tile and step
         run = self._run if vec is None else partial(self._run, task=vec)
         if tile is not None:
@@ -170,7 +174,10 @@ class Restorer:
         `task` (1 or B, len(TASKS) + 1) is the conditioning vector of an all-in-one model."""
         gen = torch.Generator().manual_seed(self.seed)
         step = STEPS[self.sampler]
-        model = self.model if task is None else Conditioned(self.model, task)
+        mask = self.mask if self.mask is not None and self.model.cfg.net.mask_channels else None
+        if mask is not None:
+            mask = mask.to(y.device, y.dtype)
+        model = self.model if task is None and mask is None else Conditioned(self.model, task, mask)
         model = model if self.precision == "fp32" else LowPrecision(model, self.precision)
         return sample(
             model, y, steps=self.steps, step=step, gen=gen, dc=dc, x_start=noise, noise_scale=self.noise_scale

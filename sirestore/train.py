@@ -32,12 +32,13 @@ from sirestore.checkpoint import (
 from sirestore.config import TrainConfig
 from sirestore.data import CropSampler, load_folder, read_exclude_list
 from sirestore.degrade import parse_spec
-from sirestore.degrade.mixture import Mixture, noise_level, task_labels
+from sirestore.degrade.mixture import Mixture, inpaint_mask, noise_level, task_labels
 from sirestore.fsutil import clean_stale_temps, first_line
 from sirestore.loss import detector_loss, flow_loss
 from sirestore.metrics import psnr
 from sirestore.model import Conditioned, FlowModel, ModelConfig, split_state
 from sirestore.nn.taskenc import condition
+from sirestore.nn.unet import grow_stem
 from sirestore.path import sample_times
 from sirestore.precision import native_bf16
 from sirestore.sampler import sample
@@ -77,50 +78,61 @@ def load_data(cfg: TrainConfig) -> tuple[CropSampler, list[torch.Tensor]]:
 @torch.no_grad()
 def validate(model: FlowModel, images: list[torch.Tensor], spec: str, seed: int) -> float:
     """Mean PSNR of one-step restorations of the validation images (image k: seed + k); an all-in-one model
-    is conditioned on what its detector finds in the image's tiles, as `Restorer` does."""
+    is conditioned on what its detector finds in the image's tiles, as `Restorer` does, and a model with a mask
+    input is given the inpainting mask."""
     degradation = parse_spec(spec)
     scores = []
     for k, x in enumerate(images):
         x = x.to(next(model.parameters()).device)
-        y, _ = degradation(x, torch.Generator().manual_seed(seed + k))
-        net = model
-        if model.detector is not None:
-            net = Conditioned(model, condition(*model.detect_tiled(y)))
+        y, params = degradation(x, torch.Generator().manual_seed(seed + k))
+        task = condition(*model.detect_tiled(y)) if model.detector is not None else None
+        mask = inpaint_mask(params, x) if model.cfg.net.mask_channels else None
+        net = model if task is None and mask is None else Conditioned(model, task, mask)
         scores.append(psnr(sample(net, y, steps=1).clamp(0, 1), x))
     return sum(scores) / max(1, len(scores))
 
 
 def _batch(sampler: CropSampler, cfg: TrainConfig, degradation, model: FlowModel, gen: torch.Generator, device):
     """One training batch: clean crops, their degradation (a spec or a Mixture), a path sample;
-    returns (path sample, y, task labels (B, T), noise levels (B,) on the 0..255 scale)."""
+    returns (path sample, y, task labels (B, T), noise levels (B,) on the 0..255 scale, the inpainting masks
+    given to a network with a mask input (B, 1, H, W), each with probability mask_prob, else all ones; None for
+    other networks)."""
     x_1 = sampler.sample(cfg.batch, gen)
     if isinstance(degradation, Mixture):
         d = degradation(x_1, gen)
-        y, labels, sigma = d.y, d.labels, d.sigma
+        y, labels, sigma, mask = d.y, d.labels, d.sigma, d.mask
     else:
         y, params = degradation(x_1, gen)
         labels = task_labels(params).expand(cfg.batch, -1)
         sigma = torch.tensor([noise_level(params, i) for i in range(cfg.batch)])
+        mask = inpaint_mask(params, x_1)
+    if model.cfg.net.mask_channels:
+        given = torch.rand(cfg.batch, generator=gen) < cfg.mask_prob
+        mask = torch.where(given.view(-1, 1, 1, 1), mask, torch.ones_like(mask)).to(device)
+    else:
+        mask = None
     if x_1.shape[1] == 1:  # gray images run as three equal channels
         x_1, y = x_1.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
     x_1, y = x_1.to(device), y.to(device)
     x_0 = model.path.source(y, gen) if not model.cfg.source_is_noise else torch.randn(y.shape, generator=gen).to(device)
     t = sample_times(cfg.batch, cfg.t0_prob, gen).to(device)
     s = model.path.sample(x_0, x_1, t, None if not model.cfg.noise else gen)
-    return s, y, labels.to(device), sigma.to(device)
+    return s, y, labels.to(device), sigma.to(device), mask
 
 
 def _loss(net, model: FlowModel, cfg: TrainConfig, batch, gen: torch.Generator) -> torch.Tensor:
     """The flow loss of a batch, plus the detector's loss for models with one. A batch is conditioned
     on its true degradation vector with probability teacher_prob, else on the detected one."""
-    s, y, labels, sigma = batch
+    s, y, labels, sigma, mask = batch
     if cfg.detector_only:  # net is the detector (possibly wrapped for data parallelism)
         return detector_loss(net(y), labels, sigma)
     if model.detector is None:
-        return flow_loss(net, cfg.model, s, y, cfg.loss, perceptual=cfg.lpips_weight)
+        return flow_loss(net, cfg.model, s, y, cfg.loss, perceptual=cfg.lpips_weight, mask=mask)
     teacher = torch.rand((), generator=gen).item() < cfg.teacher_prob
     task = condition(labels, sigma) if teacher else None
-    loss = flow_loss(net, cfg.model, s, y, cfg.loss, task=task, perceptual=cfg.lpips_weight)
+    loss = flow_loss(net, cfg.model, s, y, cfg.loss, task=task, perceptual=cfg.lpips_weight, mask=mask)
+    if cfg.freeze_detector:
+        return loss
     return loss + cfg.task_weight * detector_loss(model.detection, labels, sigma)
 
 
@@ -144,34 +156,38 @@ def _resume(out: Path, model: FlowModel, ema: FlowModel, opt, gen: torch.Generat
 def _init_from(model: FlowModel, path: str) -> None:
     """Copy the weights of a safetensors file into `model`, for fine-tuning.
 
-    The source may have fewer blocks per level than `model` (same everything else), or no
-    degradation detector: the network is grown, and as every new block starts as the identity
-    (beta = 0) and the detector's conditioning map at zero, it starts as the same function. A source
+    The source may have fewer blocks per level than `model` (same everything else), no
+    degradation detector or no mask input: the network is grown, and as every new block starts as the identity
+    (beta = 0), the detector's conditioning map and the mask's stem weights at zero, it starts as the same
+    function. A source
     with another detector version gives its network only: the new detector starts untrained (train it
     with detector_only)."""
     source = load_weights(path)
     if not _can_grow(source.cfg, model.cfg):
         raise ValueError(f"{path}: init_weights has a different model config than this run")
     state = source.state_dict()
+    grow = model.cfg.net.mask_channels - source.cfg.net.mask_channels
+    if grow:
+        state["net.stem.weight"] = grow_stem(state["net.stem.weight"], grow)
     if source.cfg.detector != model.cfg.detector:
         state = split_state(state)[0]
     model.load_state_dict(state, strict=False)  # new blocks keep their identity init
 
 
 def _can_grow(src: ModelConfig, dst: ModelConfig) -> bool:
-    """True when dst equals src except for as many or more blocks at every level, for a
-    degradation detector that src lacks (its conditioning map starts at zero: no effect) or has in
+    """True when dst equals src except for as many or more blocks at every level, for a mask input that src
+    lacks, for a degradation detector that src lacks (its conditioning map starts at zero: no effect) or has in
     another version, or for the path noise s (the same network and x_1 target: a straight bridge grows
     into a stochastic one)."""
     a, b = src.to_dict(), dst.to_dict()
     a["noise"] = b["noise"]
-    counts = ("enc_blocks", "dec_blocks", "mid_blocks", "task_dim")
+    counts = ("enc_blocks", "dec_blocks", "mid_blocks", "task_dim", "mask_channels")
     na, nb = a.pop("net"), b.pop("net")
     if b["detector"]:
         a["detector"] = b["detector"]
     if a != b or {k: v for k, v in na.items() if k not in counts} != {k: v for k, v in nb.items() if k not in counts}:
         return False
-    if na["task_dim"] not in (0, nb["task_dim"]):
+    if na["task_dim"] not in (0, nb["task_dim"]) or na["mask_channels"] not in (0, nb["mask_channels"]):
         return False
     more = zip(
         [na["mid_blocks"], *na["enc_blocks"], *na["dec_blocks"]],
@@ -220,10 +236,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if cfg.detector_only and model.detector is None:
         raise ValueError("detector_only needs a model with a detector (model.detector)")
+    if cfg.freeze_detector and (model.detector is None or cfg.detector_only):
+        raise ValueError("freeze_detector needs a model with a detector (model.detector) and no detector_only")
     trained = model.detector if cfg.detector_only else model
     model.requires_grad_(False)
     trained.requires_grad_(True)
-    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_detector:
+        model.detector.requires_grad_(False)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = _resume(out, model, ema, opt, gen, rank) if resume else 0
     elapsed = 0.0
@@ -247,7 +268,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         decay = min(cfg.ema, (1 + step) / (10 + step))  # short memory early in training
         with torch.no_grad():

@@ -62,3 +62,66 @@ def test_telea_fill_keeps_observed_pixels_and_fills_holes(channels):
     assert torch.equal(filled[..., mask.bool()], x[..., mask.bool()])
     holes = filled[..., ~mask.bool()]
     assert holes.min() > 0.1 and holes.max() < 0.9  # filled from the surroundings, not left at 0
+
+
+def test_inpaint_telea_fill_is_the_known_mode_start():
+    """`inpaint:telea=true` fills the holes as known mode's start does (what a mask-input network is trained on);
+    a fill is smooth or Telea, not both."""
+    x = torch.rand(2, 3, 24, 32, generator=torch.Generator().manual_seed(1))
+    y, params = parse_spec("inpaint:ratio=0.4,telea=true")(x, torch.Generator().manual_seed(2))
+    mask = params[0]["mask"]
+    assert torch.equal(y, telea_fill(x * mask, mask))
+    with pytest.raises(ValueError, match="one fill"):
+        parse_spec("inpaint:smooth=true,telea=true")
+
+
+def test_known_mode_gives_the_mask_to_a_mask_input_network():
+    """restore_known passes the mask to a network with a mask input (its output then depends on it), and to
+    no other network; the mask-input weights at zero give what the network gives without a mask."""
+    from sirestore.known import restore_known
+    from sirestore.model import FlowModel
+    from sirestore.restore import Restorer
+
+    from .conftest import randomize, tiny_config
+
+    cfg = tiny_config()
+    cfg.net.mask_channels = 1
+    model = randomize(FlowModel(cfg))
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(24, 24)
+    mask[4:14, 6:18] = 0
+    seen = []
+    forward = FlowModel.forward
+
+    def spy(self, *args, mask=None, **kw):
+        seen.append(mask)
+        return forward(self, *args, mask=mask, **kw)
+
+    restorer = Restorer(model=model)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FlowModel, "forward", spy)
+        told = restore_known(restorer, x * mask, Known(mask=mask))
+    assert seen and torch.equal(seen[0], mask[None, None])
+    assert restorer.mask is None  # the restorer itself is unchanged
+    stem = model.net.stem.weight
+    with torch.no_grad():
+        stem[:, 4 * 6 :] = 0  # the mask's sub-pixels: unused
+    unused = restore_known(restorer, x * mask, Known(mask=mask))
+    plain = randomize(FlowModel(tiny_config()))
+    with torch.no_grad():
+        plain.load_state_dict({**model.state_dict(), "net.stem.weight": stem[:, : 4 * 6]})
+    assert not torch.allclose(told, unused, atol=1e-4)
+    torch.testing.assert_close(unused, restore_known(Restorer(model=plain), x * mask, Known(mask=mask)))
+
+
+def test_a_given_mask_needs_the_whole_image():
+    from sirestore.model import FlowModel
+    from sirestore.restore import Restorer
+
+    from .conftest import randomize, tiny_config
+
+    cfg = tiny_config()
+    cfg.net.mask_channels = 1
+    restorer = Restorer(model=randomize(FlowModel(cfg)), tile=80).replace(mask=torch.ones(1, 1, 100, 100))
+    with pytest.raises(ValueError, match="whole images"):
+        restorer.restore_tensor(torch.rand(1, 3, 100, 100))

@@ -227,3 +227,53 @@ def test_spatial_mean_matches_mean_in_both_precisions(shape):
     assert torch.allclose(out.float(), xb.float().mean((2, 3), keepdim=True), atol=2e-2)
     expected = xb.contiguous().mean((2, 3), keepdim=True, dtype=torch.float32)
     assert torch.equal(spatial_mean(xb.contiguous()), expected) and out.dtype == torch.float32
+
+
+def _mask_model(seed: int = 0) -> FlowModel:
+    cfg = tiny_config()
+    cfg.net.mask_channels = 1
+    return randomize(FlowModel(cfg), seed)
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (13, 21)])
+def test_mask_input_no_mask_is_all_observed_and_a_mask_changes_the_output(hw):
+    """A network with a mask input: no mask computes the same as an all-ones mask (no holes) on every path
+    (x_t = y, x_t != y, with and without gradients); holes change the output."""
+    model = _mask_model()
+    x, z = torch.rand(2, 3, *hw), torch.rand(2, 3, *hw)
+    ones = torch.ones(1, 1, *hw)
+    holes = ones.clone()
+    holes[..., 2:6, 3:9] = 0
+    t = torch.zeros(2)
+    with torch.no_grad():
+        for x_t in (x, z):
+            ref = model(x_t, t, x)
+            torch.testing.assert_close(model(x_t, t, x, mask=ones), ref, atol=1e-6, rtol=0)
+            assert not torch.allclose(model(x_t, t, x, mask=holes), ref, atol=1e-4)
+        fast = model(x, t, x, mask=holes)  # x_t is y: the summed stem weights
+    with torch.enable_grad():
+        slow = model(x, t, x.clone(), mask=holes)  # the concatenated input
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=0)
+
+
+def test_mask_needs_a_mask_input(tiny_model):
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="no mask input"):
+        tiny_model(x, torch.zeros(1), x, mask=torch.ones(1, 1, 8, 8))
+    cfg = tiny_config()
+    cfg.net.mask_channels = 2
+    with pytest.raises(ValueError, match="mask_channels"):
+        FlowModel(cfg)
+
+
+def test_body_without_a_mask_equals_forward():
+    """`body` (what the ONNX export traces) on the concatenated input of a mask-input network: the same as
+    forward without a mask."""
+    from sirestore.export import pad_to_multiple
+
+    model = _mask_model(1)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        emb = model.net.time(torch.zeros(1))
+        out = x + model.net.body(pad_to_multiple(torch.cat([x, x], 1), model.net.multiple), emb)
+        torch.testing.assert_close(out, model(x, torch.zeros(1), x), atol=1e-5, rtol=0)

@@ -255,3 +255,61 @@ def test_swap_detector_script(tmp_path):
     assert all(torch.equal(mine[k], d[k] if k.startswith("detector.") else t[k]) for k in mine)
     with pytest.raises(ValueError, match="same network config"):
         swap.with_detector(FlowModel(tiny_config()), donor)
+
+
+def _mask_config(**kw):
+    net = dataclasses.replace(tiny_config().net, mask_channels=1, **kw)
+    return dataclasses.replace(tiny_config(), net=net)
+
+
+def test_a_network_grows_a_mask_input_that_starts_unused(tmp_path):
+    small = randomize(FlowModel(tiny_config()))
+    path = tmp_path / "small.safetensors"
+    save_weights(small, path)
+    grown = FlowModel(_mask_config())
+    _init_from(grown, str(path))
+    x = torch.rand(1, 3, 16, 24)
+    mask = (torch.rand(1, 1, 16, 24) > 0.5).float()
+    with torch.no_grad():
+        ref = small(x, torch.zeros(1), x)
+        assert torch.equal(grown.eval()(x, torch.zeros(1), x, mask=mask), ref)
+    save_weights(grown, tmp_path / "grown.safetensors")
+    with pytest.raises(ValueError, match="different model config"):  # a mask input cannot be taken away
+        _init_from(FlowModel(tiny_config()), str(tmp_path / "grown.safetensors"))
+
+
+def test_masks_reach_the_network_with_mask_prob(tmp_path, monkeypatch):
+    """Training gives inpainted images' masks (1 = known) to a network with a mask input with probability
+    mask_prob, and all ones otherwise and for other degradations; a network without one gets None."""
+    seen = []
+    forward = FlowModel.forward
+
+    def spy(self, *args, mask=None, **kw):
+        seen.append(None if mask is None else mask.detach().clone())
+        return forward(self, *args, mask=mask, **kw)
+
+    monkeypatch.setattr(FlowModel, "forward", spy)
+    mixture = {"inpaint:ratio=0.4": 1.0}
+    train(_cfg(tmp_path, "given", steps=2, model=_mask_config(), mixture=mixture, mask_prob=1.0), progress=False)
+    assert len(seen) >= 2 and all(m is not None and m.shape[1] == 1 for m in seen[:2])
+    assert all(0.4 < 1 - float(m.mean()) < 0.7 for m in seen[:2])  # holes of about the drawn ratio
+    seen.clear()
+    train(_cfg(tmp_path, "blind", steps=2, model=_mask_config(), mixture=mixture, mask_prob=0.0), progress=False)
+    assert all(torch.equal(m, torch.ones_like(m)) for m in seen[:2])
+    seen.clear()
+    train(_cfg(tmp_path, "none", steps=2, mixture=mixture), progress=False)
+    assert seen[:2] == [None, None]
+
+
+def test_freeze_detector_trains_the_network_only(tmp_path):
+    start = randomize(FlowModel(_detector_config()))
+    path = tmp_path / "start.safetensors"
+    save_weights(start, path)
+    mixture = {"awgn:sigma_max=50": 2.0, "jpeg:quality_min=10,quality_max=60": 1.0}
+    cfg = _cfg(tmp_path, "frz", steps=3, model=_detector_config(), mixture=mixture, init_weights=str(path))
+    new = train(dataclasses.replace(cfg, freeze_detector=True), progress=False)
+    a, b = start.state_dict(), new.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("detector."))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("net."))
+    with pytest.raises(ValueError, match="freeze_detector needs"):
+        train(_cfg(tmp_path, "none2", steps=1, freeze_detector=True), progress=False)

@@ -89,6 +89,19 @@ def fill_holes(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(w > 0, y, up)
 
 
+def telea_fill(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Holes (mask 0) of y (B, C, H, W), C = 1 or 3, filled by OpenCV's Telea inpainting (8-bit), observed
+    pixels kept exactly."""
+    from sirestore import baselines
+
+    m = mask.to(y.device, y.dtype).expand(y.shape[0], 1, *y.shape[-2:])
+    filled = []
+    for image, known in zip(y.detach().cpu(), m.cpu()):
+        out = baselines.inpaint(image.permute(1, 2, 0).numpy(), known[0].numpy() > 0.5, "telea")
+        filled.append(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1))
+    return torch.where(m > 0.5, y, torch.stack(filled).to(y.device, y.dtype))
+
+
 @register
 @dataclass
 class Inpaint(Degradation):
@@ -105,14 +118,17 @@ class Inpaint(Degradation):
     ratio_min: float = 0.1  # lower bound of a random ratio (with ratio_max)
     ratio_max: float | None = None  # upper bound of a random ratio; None = fixed ratio
     fill: float = 0.0  # value written into the holes
-    smooth: bool = False  # fill the holes from the known pixels by push-pull instead (what `restore --mask`
-    # gives the network)
+    smooth: bool = False  # fill the holes from the known pixels by push-pull instead
+    telea: bool = False  # fill the holes by OpenCV's Telea inpainting instead, on 8-bit levels (what
+    # `restore --mask` gives the network)
     name = "inpaint"
 
     def __post_init__(self) -> None:
         hi = self.ratio_min if self.ratio_max is None else self.ratio_max
         if not (0 <= self.ratio <= 0.9 and 0 <= self.ratio_min <= hi <= 0.9):
             raise ValueError("ratio, ratio_min and ratio_max must lie in [0, 0.9] with ratio_min <= ratio_max")
+        if self.smooth and self.telea:
+            raise ValueError("choose one fill: smooth or telea")
         if self.mask not in ("freeform", "box") and not Path(self.mask).is_file():
             raise ValueError(f"mask must be 'freeform', 'box' or a mask image file, got {self.mask!r}")
 
@@ -128,7 +144,10 @@ class Inpaint(Degradation):
         else:
             holes = np.repeat(file_mask(self.mask, h, w)[None], b, axis=0)
         mask = (1 - torch.from_numpy(holes)).to(x.device, x.dtype).unsqueeze(1)
-        y = fill_holes(x * mask, mask) if self.smooth else x * mask + self.fill * (1 - mask)
+        if self.telea:
+            y = telea_fill(x * mask, mask)
+        else:
+            y = fill_holes(x * mask, mask) if self.smooth else x * mask + self.fill * (1 - mask)
         return y, {"mask": mask, "ratio": 1 - mask.mean(dim=(1, 2, 3))}
 
     def operator(self, params: dict | list[dict]) -> MaskOperator:

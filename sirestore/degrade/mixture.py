@@ -14,7 +14,7 @@ import torch
 from sirestore.degrade.base import Degradation, Params, parse_spec
 from sirestore.tasks import TASK_OF, TASKS
 
-__all__ = ["TASKS", "TASK_OF", "Batch", "Mixture", "noise_level", "task_labels"]
+__all__ = ["TASKS", "TASK_OF", "Batch", "Mixture", "inpaint_mask", "noise_level", "task_labels"]
 
 
 def task_labels(params: Params) -> torch.Tensor:
@@ -36,6 +36,14 @@ def noise_level(params: Params, index: int = 0) -> float:
             s = float(s.reshape(-1)[index] if torch.is_tensor(s) and s.numel() > 1 else s)
             sigma = (sigma**2 + s**2) ** 0.5
     return sigma
+
+
+def inpaint_mask(params: Params, x: torch.Tensor) -> torch.Tensor:
+    """The inpainting mask of degradation parameters `params` applied to x (B, C, H, W): (B, 1, H, W),
+    1 = known pixel, 0 = hole; all ones when nothing was inpainted."""
+    known = [p["mask"] for p in params if p["type"] == "inpaint"]
+    ones = torch.ones_like(x[:, :1])
+    return ones if not known else (ones * known[0].to(x.device, x.dtype))
 
 
 @dataclass
@@ -69,7 +77,6 @@ class Mixture:
             ys.append(y)
             labels.append(task_labels(p))
             sigmas.append(noise_level(p))
-            known = [q["mask"] for q in p if q["type"] == "inpaint"]
-            masks.append(known[0].to(x.dtype) if known else torch.ones_like(x[i : i + 1, :1]))
+            masks.append(inpaint_mask(p, x[i : i + 1]))
             params.append(p)
         return Batch(torch.cat(ys), torch.stack(labels), torch.tensor(sigmas, dtype=x.dtype), torch.cat(masks), params)
