@@ -174,3 +174,14 @@ def test_torch_path_needs_no_onnx(tmp_path, image_dir, tiny_weights):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_mask_input_network_exports_as_restored_without_a_mask(tmp_path):
+    cfg = tiny_config()
+    cfg.net.mask_channels = 1
+    model = randomize(FlowModel(cfg))
+    path = tmp_path / "mask.onnx"
+    export_onnx(model, path)
+    x = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(0))
+    ref = Restorer(model=model).restore_tensor(x)
+    torch.testing.assert_close(OrtRestorer(path).restore_tensor(x), ref, atol=1e-4, rtol=0)

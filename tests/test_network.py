@@ -66,6 +66,7 @@ def test_grouped_network_runs():
         "allinone_clean",
         "allinone_rain",
         "allinone_sharp",
+        "allinone_mask",
     ],
 )
 def test_shipped_configs_are_under_one_million_parameters(name):
